@@ -1,0 +1,44 @@
+# The two commands of a fresh machine: `make serve` and `make test`. Both create .venv when missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch 2.13.0 CPU is what this project's machines carry on disk; pinning it avoids a CUDA download.
+TORCH ?= torch==2.13.0
+
+.PHONY: serve test bench install install-dev install-gpu clean lint
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev,convert]"
+	touch $(VENV)/.base $@
+
+install: $(VENV)/.base
+install-dev: $(VENV)/.dev
+
+# onnxruntime and onnxruntime-gpu overwrite each other: remove the CPU wheel, then add the GPU one.
+install-gpu: $(VENV)/.base
+	$(BIN)/pip uninstall -y onnxruntime
+	$(BIN)/pip install -q "onnxruntime-gpu>=1.18"
+
+serve: $(VENV)/.base
+	$(BIN)/trustwall serve $(ARGS)
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.run_all $(ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/python -m ruff check guardrails detectors tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,277 @@
+"""The pipeline: pre-checks, the call, post-checks, decision. Adapters (proxy, decorator, CLI) are thin.
+
+`decide()` and `apply_redactions()` are pure functions; `Pipeline` orchestrates detectors under their
+timeouts and applies the policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardrails.detector import Detector
+from guardrails.errors import Blocked
+from guardrails.policy import DetectorSpec, Policy, Route
+from guardrails.spans import apply_replacements
+from guardrails.types import (
+    Action,
+    CallContext,
+    CheckTiming,
+    Decision,
+    Finding,
+    Judgement,
+    Message,
+    Operator,
+    Stage,
+    max_action,
+)
+from guardrails.vault import Vault
+
+_OPERATOR_RANK = {Operator.REDACT: 3, Operator.HASH: 2, Operator.MASK: 1, Operator.PSEUDONYMISE: 0, None: -1}
+
+
+# ------------------------------------------------------------------------------------------ pure core
+
+
+def judge(spec: DetectorSpec, stage: Stage, findings: Sequence[Finding]) -> list[Judgement]:
+    """Apply a detector's rules to its findings. Findings below threshold become ALLOW judgements
+    (kept for the record, they change nothing)."""
+    out: list[Judgement] = []
+    for f in findings:
+        rule = spec.rule_for(stage, f.category)
+        if f.score < rule.threshold:
+            out.append(Judgement(f, Action.ALLOW, None, f"{spec.name}/{f.category}"))
+            continue
+        op = rule.operator
+        if op is Operator.PSEUDONYMISE and stage == "output":
+            op = Operator.REDACT  # nothing to restore on the way out: a leaked value is simply removed
+        out.append(Judgement(f, rule.verdict, op, f"{spec.name}/{f.category}"))
+    return out
+
+
+def decide(judgements: Sequence[Judgement]) -> Action:
+    """The most severe action wins."""
+    return max_action(j.action for j in judgements)
+
+
+def apply_routes(routes: Sequence[Route], judgements: Sequence[Judgement]) -> tuple[Route | None, list[Judgement]]:
+    """First route whose categories appear (at or above threshold and min_score) wins. Its categories
+    are then sent as they are to the route's upstream instead of being redacted."""
+    for route in routes:
+        cats = set(route.when.categories)
+        hits = [j for j in judgements if j.finding.category in cats and j.action >= Action.FLAG
+                and j.action < Action.BLOCK and j.finding.score >= route.when.min_score]
+        if hits:
+            routed = [
+                Judgement(j.finding, Action.ROUTE, None, j.rule)
+                if j.finding.category in cats and Action.FLAG <= j.action < Action.BLOCK else j
+                for j in judgements
+            ]
+            return route, routed
+    return None, list(judgements)
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """Turns a judged span into its replacement text."""
+
+    hash_key: bytes
+    vault: Vault | None = None
+
+    def __call__(self, j: Judgement, original: str) -> str:
+        cat = j.finding.category
+        op = j.operator or Operator.REDACT
+        if op is Operator.PSEUDONYMISE and self.vault is not None:
+            return self.vault.pseudonym(cat, original)
+        if op is Operator.MASK:
+            keep = int(j.finding.evidence.get("keep_last", 4)) if j.finding.evidence else 4
+            keep = min(keep, len(original) // 2)
+            return "*" * (len(original) - keep) + (original[-keep:] if keep else "")
+        if op is Operator.HASH:
+            digest = hmac.new(self.hash_key, original.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+            return f"<{cat}:{digest}>"
+        return f"<{cat}>"
+
+
+def _rank(j: Judgement) -> tuple[Any, ...]:
+    span = j.finding.span or (0, 0)
+    return (_OPERATOR_RANK[j.operator], j.finding.score, span[1] - span[0])
+
+
+def apply_redactions(text: str, judgements: Sequence[Judgement], render: Callable[[Judgement, str], str]) -> str:
+    """Rewrite the REDACT judgements of one text. Overlapping and adjacent spans merge (the most
+    protective operator wins); spans are widened to whole grapheme clusters; text outside them is
+    untouched. A REDACT judgement without a span rewrites the whole text."""
+    items: list[tuple[tuple[int, int], Judgement]] = []
+    for j in judgements:
+        if j.action is not Action.REDACT:
+            continue
+        items.append((j.finding.span if j.finding.span is not None else (0, len(text)), j))
+    return apply_replacements(text, items, render, rank=_rank)
+
+
+# -------------------------------------------------------------------------------------- orchestration
+
+
+@dataclass
+class Checked:
+    spec: DetectorSpec
+    findings: list[list[Finding]]
+    timing: CheckTiming
+    error: str | None = None
+
+
+@dataclass
+class CallResult:
+    """What a guarded call produced."""
+
+    input: Decision
+    output: Decision | None
+    text: str | None  # the restored output the caller sees
+    upstream_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Runs a policy's detectors. One per runtime; safe to share between concurrent calls."""
+
+    def __init__(self, policy: Policy, detectors: Mapping[str, Detector], *, hash_key: bytes = b"",
+                 clock: Callable[[], float] = time.perf_counter):
+        self.policy = policy
+        self.detectors = dict(detectors)
+        self.hash_key = hash_key
+        self._clock = clock
+        missing = [d.name for d in policy.detectors if d.enabled and d.name not in self.detectors]
+        if missing:
+            raise ValueError(f"detectors not built: {missing}")
+
+    # -- detectors ------------------------------------------------------------------------------
+
+    async def _run_one(self, spec: DetectorSpec, stage: Stage, texts: Sequence[str], ctx: CallContext) -> Checked:
+        det = self.detectors[spec.name]
+        t0 = self._clock()
+        try:
+            result = await asyncio.wait_for(det.detect(texts, ctx), timeout=spec.timeout_ms / 1000)
+            if len(result) != len(texts):
+                raise RuntimeError(f"returned {len(result)} result lists for {len(texts)} texts")
+            status, err = "ok", None
+        except asyncio.TimeoutError:
+            result, status, err = [[] for _ in texts], "timeout", f"timed out after {spec.timeout_ms} ms"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a crashed detector is a policy matter, not a 500
+            result, status, err = [[] for _ in texts], "error", f"{type(exc).__name__}: {exc}"
+        ms = (self._clock() - t0) * 1000
+        return Checked(spec, [list(r) for r in result], CheckTiming(spec.name, stage, ms, status), err)  # type: ignore[arg-type]
+
+    async def check(self, stage: Stage, texts: Sequence[str], ctx: CallContext) -> Decision:
+        """Run every detector of `stage` concurrently over all texts and decide."""
+        specs = self.policy.detectors_for(stage)
+        checked = await asyncio.gather(*(self._run_one(s, stage, texts, ctx) for s in specs)) if texts else []
+        judgements: list[Judgement] = []
+        errors: list[str] = []
+        for c in checked:
+            for i, fl in enumerate(c.findings):
+                judgements.extend(judge(c.spec, stage, [self._clean(f, texts[i], c.spec.name).with_message(i) for f in fl]))
+            if c.error is not None:
+                errors.append(c.spec.name)
+                verdict = Action.parse(c.spec.on_error)
+                cat = "detector_timeout" if c.timing.status == "timeout" else "detector_error"
+                judgements.append(Judgement(Finding(c.spec.name, cat, 1.0, None, {"error": c.error[:200]}), verdict, None,
+                                            f"{c.spec.name}/on_error"))
+        route: Route | None = None
+        if stage == "input":
+            route, judgements = apply_routes(self.policy.routes, judgements)
+        action = decide(judgements)
+        out_texts: list[str] = list(texts)
+        if action is not Action.BLOCK:
+            render = Renderer(self.hash_key, ctx.ensure_vault() if stage == "input" else None)
+            by_msg: dict[int, list[Judgement]] = {}
+            for j in judgements:
+                if j.action is Action.REDACT and j.finding.message_index is not None:
+                    by_msg.setdefault(j.finding.message_index, []).append(j)
+            for i, js in by_msg.items():
+                out_texts[i] = apply_redactions(texts[i], js, render)
+        return Decision(
+            stage=stage,
+            action=action,
+            judgements=tuple(judgements),
+            texts=tuple(out_texts),
+            timings=tuple(c.timing for c in checked),
+            policy_id=self.policy.id,
+            policy_version=self.policy.digest,
+            request_id=ctx.request_id,
+            upstream=route.upstream if route else None,
+            route_rule=(f"{route.name}: input has {', '.join(sorted({j.finding.category for j in judgements if j.action is Action.ROUTE}))}"
+                        if route else None),
+            message=self._message(stage, judgements, errors) if action is Action.BLOCK else None,
+            errors=tuple(errors),
+        )
+
+    @staticmethod
+    def _clean(f: Finding, text: str, name: str) -> Finding:
+        """Keep a detector honest: clamp spans into its text and stamp its name."""
+        span = f.span
+        if span is not None:
+            s, e = max(0, min(int(span[0]), len(text))), max(0, min(int(span[1]), len(text)))
+            span = (s, e) if e > s else None
+        score = float(f.score) if f.score == f.score else 1.0  # NaN counts as certain
+        return Finding(f.detector or name, f.category, min(max(score, 0.0), 1.0), span, f.evidence, f.message_index)
+
+    def _message(self, stage: Stage, judgements: Sequence[Judgement], errors: Sequence[str]) -> str:
+        for j in judgements:
+            if j.action is Action.BLOCK and j.finding.category not in ("detector_error", "detector_timeout"):
+                spec = next((d for d in self.policy.detectors if d.name == j.finding.detector), None)
+                rule = spec.rule_for(stage, j.finding.category) if spec else None
+                if rule is not None and rule.message:
+                    return rule.message
+                break
+        else:
+            if errors:
+                return self.policy.messages.detector_error
+        m = self.policy.messages
+        return m.block_input if stage == "input" else m.block_output
+
+    # -- the call -------------------------------------------------------------------------------
+
+    async def check_input(self, messages: Sequence[Message] | Sequence[str] | str, ctx: CallContext) -> Decision:
+        texts = _texts(messages)
+        return await self.check("input", texts, ctx)
+
+    async def check_output(self, text: str | Sequence[str], ctx: CallContext) -> Decision:
+        return await self.check("output", _texts(text), ctx)
+
+    def restore_allowed(self, ctx: CallContext) -> Callable[[str], bool]:
+        role = self.policy.access.roles.get(ctx.principal.role)
+        allowed = set(role.restore) if role is not None else set()
+        return lambda cat: "*" in allowed or cat in allowed
+
+    def restore(self, text: str, ctx: CallContext) -> str:
+        if ctx.vault is None or not len(ctx.vault):
+            return text
+        return ctx.vault.restore(text, self.restore_allowed(ctx))
+
+    async def run(self, messages: Sequence[Message] | Sequence[str] | str,
+                  call_model: Callable[[list[str], Decision], Awaitable[str]], ctx: CallContext) -> CallResult:
+        """Check input, call the model with the passed-on texts, check output, restore. Raises Blocked."""
+        dec_in = await self.check_input(messages, ctx)
+        if dec_in.blocked:
+            raise Blocked(dec_in)
+        t0 = self._clock()
+        raw = await call_model(list(dec_in.texts), dec_in)
+        upstream_ms = (self._clock() - t0) * 1000
+        dec_out = await self.check_output(raw, ctx)
+        if dec_out.blocked:
+            raise Blocked(dec_out)
+        return CallResult(dec_in, dec_out, self.restore(dec_out.text, ctx), upstream_ms)
+
+
+def _texts(value: Sequence[Message] | Sequence[str] | str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [v.content if isinstance(v, Message) else str(v) for v in value]

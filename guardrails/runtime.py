@@ -1,0 +1,120 @@
+"""build_runtime(settings) -> Runtime: the policy, its detectors (built once), the pipeline, the audit sink.
+
+The only place heavy models are loaded. Adapters (proxy lifespan, Guard, CLI) build one runtime and
+share it; `aclose()` releases it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from guardrails.detector import BuildContext, Detector, Registry, Resources
+from guardrails.errors import DetectorError, PolicyError
+from guardrails.pipeline import Pipeline
+from guardrails.policy import Policy, load_policy
+from guardrails.settings import Settings
+from guardrails.types import CallRecord
+
+log = logging.getLogger("trustwall.runtime")
+
+
+class Recorder(Protocol):
+    """What the runtime needs from an audit sink."""
+
+    async def record(self, record: CallRecord) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    policy: Policy
+    registry: Registry
+    detectors: dict[str, Detector]
+    pipeline: Pipeline
+    resources: Resources
+    audit: Recorder | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def record(self, record: CallRecord) -> None:
+        if self.audit is not None:
+            await self.audit.record(record)
+
+    def info(self) -> dict[str, Any]:
+        """What is loaded, and on which device (read back from the detectors)."""
+        dets = {}
+        for name, det in self.detectors.items():
+            describe = getattr(det, "info", None)
+            dets[name] = describe() if callable(describe) else {}
+        return {"policy": self.policy.id, "policy_version": self.policy.digest, "detectors": dets}
+
+    async def aclose(self) -> None:
+        for det in self.detectors.values():
+            closer = getattr(det, "aclose", None) or getattr(det, "close", None)
+            if closer is not None:
+                res = closer()
+                if inspect.isawaitable(res):
+                    await res
+        if self.audit is not None:
+            await self.audit.aclose()
+
+
+def build_detectors(policy: Policy, registry: Registry, build: BuildContext) -> dict[str, Detector]:
+    out: dict[str, Detector] = {}
+    for i, spec in enumerate(policy.detectors):
+        if not spec.enabled:
+            continue
+        dtype = registry.get(spec.type)
+        try:
+            options = dtype.options_model.model_validate(spec.options)
+        except Exception as exc:  # pragma: no cover - load_policy validated already
+            raise PolicyError(str(exc), path=policy.source, field=f"detectors[{i}].options") from None
+        try:
+            out[spec.name] = dtype.factory(spec, options, build)
+        except (PolicyError, DetectorError):
+            raise
+        except Exception as exc:
+            raise DetectorError(spec.name, f"failed to load: {type(exc).__name__}: {exc}") from exc
+        log.info("detector %s (%s) loaded", spec.name, spec.type)
+    return out
+
+
+def build_runtime(settings: Settings | None = None, *, policy: Policy | None = None,
+                  registry: Registry | None = None, audit: Recorder | None | bool = True) -> Runtime:
+    """Load the policy (if not given), build every enabled detector once, and the pipeline.
+
+    `audit=True` opens the sink configured in settings; `False`/None runs without an audit log; a
+    Recorder instance is used as is.
+    """
+    settings = settings or Settings()
+    if registry is None:
+        from detectors.registry import builtin_registry
+
+        registry = builtin_registry()
+    if policy is None:
+        policy = load_policy(settings.policy_path(), registry)
+    resources = Resources()
+    build = BuildContext(settings=settings, resources=resources,
+                         policy_dir=None if policy.source is None else __import__("pathlib").Path(policy.source).parent)
+    detectors = build_detectors(policy, registry, build)
+    pipeline = Pipeline(policy, detectors, hash_key=settings.hash_key_bytes())
+    sink: Recorder | None
+    if audit is True:
+        from guardrails.audit import open_sink  # the audit package owns sink selection
+
+        sink = open_sink(settings, policy)
+    elif audit is False or audit is None:
+        sink = None
+    else:
+        sink = audit
+    return Runtime(settings, policy, registry, detectors, pipeline, resources, sink)
+
+
+async def abuild_runtime(settings: Settings | None = None, **kw: Any) -> Runtime:
+    """build_runtime off the event loop (model loading is CPU and disk bound)."""
+    return await asyncio.to_thread(build_runtime, settings, **kw)

@@ -1,0 +1,1 @@
+"""Policy files shipped with trustwall (installed as the package `guardrails.rules`)."""
