@@ -16,12 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guardrails.errors import ConfigError
 
-PACKAGE_RULES = Path(__file__).resolve().parent / "rules"
 
 
 def default_policy_path() -> Path:
-    """The embedded default policy: shipped inside the installed package (guardrails/rules/)."""
-    return PACKAGE_RULES / "default.yaml"
+    """The embedded default policy, shipped inside the installed package as guardrails.rules."""
+    from importlib.resources import files
+
+    return Path(str(files("guardrails.rules").joinpath("default.yaml")))
 
 
 class Settings(BaseSettings):
