@@ -58,7 +58,7 @@ def apply_replacements(text: str, items: Sequence[tuple[tuple[int, int], T]], re
     if not items:
         return text
     bounds = None if text.isascii() else grapheme_boundaries(text)
-    snapped = [(snap(span, text, bounds), item) for span, item in items]
+    snapped = [(snap(span, text, bounds), item) for span, item in items if span[1] > span[0]]
     snapped = [(sp, it) for sp, it in snapped if sp[1] > sp[0]]
     merged = merge_spans(snapped, rank=rank)
     parts: list[str] = []
