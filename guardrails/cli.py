@@ -131,6 +131,21 @@ def policy_check(file: Path = typer.Argument(..., help="Policy YAML to validate.
     typer.echo(describe(policy))
 
 
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Small samples."),
+    only: str = typer.Option("", "--only", help="Comma-separated benchmark names (pii, toxicity, ...)."),
+) -> None:
+    """Run the benchmarks in benchmarks/ (from a source checkout) and print their tables."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "run_all.py").exists():
+        _fail("benchmarks/ is not here: run this from a source checkout of trustwall")
+    import subprocess
+
+    cmd = [sys.executable, "-m", "benchmarks.run_all"] + (["--quick"] if quick else []) + (["--only", only] if only else [])
+    raise typer.Exit(subprocess.call(cmd, cwd=root))
+
+
 # --- sub-apps --- (each capability mounts its commands here, one line each)
 
 
