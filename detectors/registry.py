@@ -12,6 +12,7 @@ from guardrails.detector import Registry
 BUILTIN_MODULES: tuple[str, ...] = (
     "detectors.keywords",
     "detectors.copyright",
+    "detectors.toxicity",
 )
 
 

@@ -1,0 +1,286 @@
+"""Toxicity post-check (type `toxicity`): per-label scores per sentence, on the shared ONNX runtime.
+
+Each text is split into sentences; every sentence is scored by the model (long sentences over
+overlapping windows, max over windows) and each label at or above `min_score` becomes a Finding whose
+span is that sentence, so a policy can block the answer or redact just the offending sentence. The
+thresholds and actions per label live in the policy's rules, e.g.
+
+    - name: toxicity
+      type: toxicity
+      stages: [output]
+      options: {model: embedded}        # or a model directory: converted Detoxify, HF ONNX export
+      rules:
+        "*": {action: block, threshold: 0.8}
+        identity_attack: {action: block, threshold: 0.7}
+
+Categories are Detoxify's: toxicity, severe_toxicity, obscene, threat, insult, identity_attack,
+sexual_explicit (those the model has). The embedded default (no download, ~5.5 MB) is an ensemble of
+two small MIT-licensed models shipped in detectors/models/ (see its MODEL_CARD.md): a Keras BiLSTM
+trained on Jigsaw (six labels, no sexual_explicit) and a TF-IDF + linear SVM profanity model; the
+`toxicity` and `obscene` scores are the mean of the two, the other labels come from the BiLSTM alone.
+It is a light default: a converted Detoxify model is much better (`trustwall models convert detoxify`).
+
+Reusing the scores (e.g. the bias detector wants an identity_attack signal):
+
+    from detectors.toxicity import load_embedded, load_scorer
+    scorer = load_embedded(build.resources)               # shared per runtime via BuildContext.resources
+    scorer.score(["some text"])  -> [{"toxicity": 0.01, "identity_attack": 0.0, ...}]   # sync, thread-safe
+    await scorer.ascore([...])   -> same, through the MicroBatcher (coalesces concurrent callers)
+    scorer.categories, scorer.info()
+    load_scorer(build.resources, "path/to/model-dir", device="auto")                # any model directory
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import Field
+
+from guardrails.detector import BuildContext, DetectorType, Options, Resources
+from guardrails.errors import ConfigError, PolicyError
+from guardrails.types import CallContext, Finding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from guardrails.inference.classifier import OnnxTextClassifier
+
+DETOXIFY_LABELS: tuple[str, ...] = ("toxicity", "severe_toxicity", "obscene", "threat", "insult",
+                                    "identity_attack", "sexual_explicit")
+EMBEDDED = "embedded"
+Ensemble = Literal["mean", "max", "bilstm", "profanity"]
+
+
+def models_root() -> Path:
+    """detectors/models inside the installed package."""
+    from importlib.resources import files
+
+    return Path(str(files("detectors").joinpath("models")))
+
+
+# ------------------------------------------------------------------------------------------ sentences
+
+_SENTENCE = re.compile(r"\S.*?(?:[.!?\u2026\u3002]+[\"'\u201d\u2019)\]]*(?=\s|$)|(?=\n)|$)", re.S)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Code-point spans of the sentences of `text` (terminal punctuation or newline), whitespace trimmed."""
+    out = []
+    for m in _SENTENCE.finditer(text):
+        start, end = m.start(), m.end()
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if end > start:
+            out.append((start, end))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ scorers
+
+
+class ToxicityScorer(Protocol):
+    """What other detectors may call. `score` is synchronous; `ascore` goes through the batcher."""
+
+    categories: list[str]
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
+
+    async def ascore(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+class _BatchedScorer:
+    """score() runs the model; ascore() coalesces concurrent callers through one MicroBatcher."""
+
+    categories: list[str]
+
+    def __init__(self, max_batch: int, max_wait_ms: float):
+        from guardrails.inference.batcher import MicroBatcher
+
+        self._batcher: MicroBatcher[str, dict[str, float]] = MicroBatcher(
+            self.score, max_batch=max_batch, max_wait_ms=max_wait_ms, name="trustwall-toxicity")
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def ascore(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        return await self._batcher.run(list(texts))
+
+    def batch_stats(self) -> dict[str, Any]:
+        return self._batcher.stats.as_dict()
+
+    def close(self) -> None:
+        self._batcher.close()
+
+
+class ModelScorer(_BatchedScorer):
+    """One model directory (a converted Detoxify model, an HF ONNX export, or one embedded model)."""
+
+    def __init__(self, clf: OnnxTextClassifier, *, max_batch: int = 32, max_wait_ms: float = 2.0):
+        super().__init__(max_batch, max_wait_ms)
+        self.clf = clf
+        self.categories = list(clf.categories)
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        return self.clf.predict_dicts(texts)
+
+    def info(self) -> dict[str, Any]:
+        return {**self.clf.info(), "batcher": self.batch_stats()}
+
+
+class EmbeddedScorer(_BatchedScorer):
+    """The embedded default: BiLSTM (six Jigsaw labels) + TF-IDF profanity model.
+
+    `ensemble="mean"` (the default, chosen before measuring): toxicity and obscene are the mean of the
+    BiLSTM's score and the profanity probability; other labels are the BiLSTM's. "max" takes the max
+    instead; "bilstm" and "profanity" use one model alone (for comparisons). Every score dict also
+    holds the raw "profanity" probability.
+    """
+
+    def __init__(self, bilstm: OnnxTextClassifier, profanity: OnnxTextClassifier, *, ensemble: Ensemble = "mean",
+                 max_batch: int = 32, max_wait_ms: float = 2.0):
+        super().__init__(max_batch, max_wait_ms)
+        self.bilstm, self.profanity, self.ensemble = bilstm, profanity, ensemble
+        self.categories = list(bilstm.categories)
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        import numpy as np
+
+        texts = list(texts)
+        b = self.bilstm.predict(texts)
+        p = self.profanity.predict(texts)[:, 0]
+        cats = self.bilstm.categories
+        out = b.copy()
+        for lbl in ("toxicity", "obscene"):
+            j = cats.index(lbl)
+            if self.ensemble == "mean":
+                out[:, j] = (b[:, j] + p) / 2.0
+            elif self.ensemble == "max":
+                out[:, j] = np.maximum(b[:, j], p)
+            elif self.ensemble == "profanity":
+                out[:, j] = p
+        if self.ensemble == "profanity":
+            out[:, [cats.index(c) for c in cats if c not in ("toxicity", "obscene")]] = 0.0
+        return [{**dict(zip(cats, map(float, row))), "profanity": float(pv)} for row, pv in zip(out, p)]
+
+    def info(self) -> dict[str, Any]:
+        return {"model": EMBEDDED, "ensemble": self.ensemble, "device": self.bilstm.device,
+                "models": [self.bilstm.info(), self.profanity.info()], "batcher": self.batch_stats()}
+
+
+def load_embedded(resources: Resources | None = None, *, device: str = "auto", ensemble: Ensemble = "mean",
+                  max_batch: int = 32, max_wait_ms: float = 2.0) -> EmbeddedScorer:
+    """The embedded default scorer, created once per Resources (i.e. per runtime)."""
+    def make() -> EmbeddedScorer:
+        from guardrails.inference.classifier import OnnxTextClassifier
+
+        root = models_root()
+        return EmbeddedScorer(OnnxTextClassifier(root / "toxic-bilstm", device=device, max_batch=max_batch),  # type: ignore[arg-type]
+                              OnnxTextClassifier(root / "profanity-check", device="cpu"),
+                              ensemble=ensemble, max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+    if resources is None:
+        return make()
+    return resources.get_or_create(f"toxicity:{EMBEDDED}:{ensemble}:{device}:{max_batch}:{max_wait_ms}", make)
+
+
+def resolve_model(model: str, *, models_dir: Path | None = None, policy_dir: Path | None = None) -> Path:
+    """A model option -> a directory: as given, under settings.models_dir, next to the policy, or a
+    name under detectors/models/."""
+    p = Path(model).expanduser()
+    candidates = [p]
+    if not p.is_absolute():
+        candidates += [d / p for d in (models_dir, policy_dir) if d is not None]
+        candidates.append(models_root() / p)
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise ConfigError(f"toxicity model {model!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
+
+
+def load_scorer(resources: Resources | None, model: str = EMBEDDED, *, device: str = "auto",
+                models_dir: Path | None = None, policy_dir: Path | None = None, max_batch: int = 32,
+                max_wait_ms: float = 2.0, ensemble: Ensemble = "mean") -> ToxicityScorer:
+    """`embedded` or a model directory -> a scorer, shared per Resources."""
+    if model == EMBEDDED:
+        return load_embedded(resources, device=device, ensemble=ensemble, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    path = resolve_model(model, models_dir=models_dir, policy_dir=policy_dir).resolve()
+
+    def make() -> ModelScorer:
+        from guardrails.inference.classifier import OnnxTextClassifier
+
+        return ModelScorer(OnnxTextClassifier(path, device=device, max_batch=max_batch),  # type: ignore[arg-type]
+                           max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+    if resources is None:
+        return make()
+    return resources.get_or_create(f"toxicity:{path}:{device}:{max_batch}:{max_wait_ms}", make)
+
+
+# ------------------------------------------------------------------------------------------ detector
+
+
+class ToxicityOptions(Options):
+    model: str = Field(EMBEDDED, description="'embedded' or a model directory (manifest.json or HF ONNX export)")
+    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="default: settings.device")
+    labels: list[str] | None = Field(None, description="categories to report; default: Detoxify's that the model has")
+    min_score: float = Field(0.1, ge=0.0, le=1.0, description="scores below this are not reported at all")
+    per_sentence: bool = Field(True, description="score each sentence (span = sentence); else the whole text")
+    max_batch: int = Field(32, ge=1, le=1024)
+    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    ensemble: Ensemble = Field("mean", description="embedded model only: how the two models combine")
+
+
+class ToxicityDetector:
+    def __init__(self, name: str, scorer: ToxicityScorer, options: ToxicityOptions):
+        self.name = name
+        self.scorer = scorer
+        self._min = options.min_score
+        self._per_sentence = options.per_sentence
+        wanted = options.labels or [c for c in scorer.categories if c in DETOXIFY_LABELS] or list(scorer.categories)
+        unknown = [c for c in wanted if c not in scorer.categories]
+        if unknown:
+            raise PolicyError(f"toxicity labels {unknown} not provided by the model (it has {scorer.categories})")
+        self.labels = wanted
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        if not self._per_sentence:
+            return [(0, len(text))] if text.strip() else []
+        return sentence_spans(text)
+
+    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+        units: list[tuple[int, int, tuple[int, int]]] = []  # (text index, sentence index, span)
+        pieces: list[str] = []
+        for ti, text in enumerate(texts):
+            for si, (s, e) in enumerate(self.spans(text)):
+                units.append((ti, si, (s, e)))
+                pieces.append(text[s:e])
+        out: list[list[Finding]] = [[] for _ in texts]
+        if not pieces:
+            return out
+        scores = await self.scorer.ascore(pieces)
+        for (ti, si, span), sc in zip(units, scores):
+            for label in self.labels:
+                v = float(sc.get(label, 0.0))
+                if v >= self._min:
+                    out[ti].append(Finding(self.name, label, v, span, {"sentence": si, "label": label}))
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {"type": "toxicity", "labels": self.labels, **self.scorer.info()}
+
+
+def _build(spec, options: ToxicityOptions, build: BuildContext) -> ToxicityDetector:  # noqa: ANN001
+    device = options.device or getattr(build.settings, "device", "auto")
+    scorer = load_scorer(build.resources, options.model, device=device, models_dir=build.settings.models_dir,
+                         policy_dir=build.policy_dir, max_batch=options.max_batch, max_wait_ms=options.max_wait_ms,
+                         ensemble=options.ensemble)
+    return ToxicityDetector(spec.name, scorer, options)
+
+
+TYPE = DetectorType(
+    "toxicity", ToxicityOptions, _build, categories=DETOXIFY_LABELS, stages=("output", "input"),
+    description="toxicity per sentence (embedded ONNX default, or a converted Detoxify / HF ONNX model)",
+)

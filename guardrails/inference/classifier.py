@@ -1,0 +1,156 @@
+"""OnnxTextClassifier: one InferenceSession per model per process, texts in, label scores out.
+
+Texts are tokenised (`tokenizers` or the model's own vocabulary), long texts split into overlapping
+windows, windows sorted by length and run in chunks of `max_batch`, each chunk padded to its own
+longest window (never to a fixed 512). A text's score per label is the max over its windows.
+`predict` is synchronous and thread-safe; use it from a worker thread or through a MicroBatcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guardrails.errors import ConfigError
+from guardrails.inference.manifest import ModelDir, load_model_dir
+from guardrails.inference.session import Device, LoadedSession, open_session
+from guardrails.inference.tokenize import Window, make_tokenizer
+
+
+def _activate(x: np.ndarray, kind: str) -> np.ndarray:
+    x = x.astype(np.float32, copy=False)
+    if kind == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if kind == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return x
+
+
+class OnnxTextClassifier:
+    """A text classifier from a model directory (see guardrails.inference.manifest)."""
+
+    def __init__(self, model: ModelDir | str | Path, *, device: Device = "auto", max_batch: int = 32,
+                 threads: int | None = None, check: bool = True):
+        self.model = model if isinstance(model, ModelDir) else load_model_dir(model, check=check)
+        m = self.model.manifest
+        fp32 = self.model.variant("fp32")
+        if fp32 is None:
+            raise ConfigError(f"{self.model.path}: manifest has no fp32 variant")
+        self._loaded: LoadedSession = open_session(fp32, self.model.variant("fp16"), device=device, threads=threads)
+        self.session = self._loaded.session
+        self.max_batch = max(1, int(max_batch))
+        self.labels: list[str] = list(m.labels)
+        self.categories: list[str] = m.categories()
+        self._inputs = [i.name for i in self.session.get_inputs()]
+        outs = [o.name for o in self.session.get_outputs()]
+        self._output = m.output or outs[0]
+        if self._output not in outs:
+            raise ConfigError(f"{self.model.path}: output {self._output!r} not in model outputs {outs}")
+        self._tok = make_tokenizer(self.model) if m.kind != "text" else None
+        if m.kind != "text" and self._tok is None:
+            raise ConfigError(f"{self.model.path}: kind {m.kind} needs a tokenizer")
+        if m.kind == "sequence" and not m.pad_to:
+            raise ConfigError(f"{self.model.path}: kind sequence needs pad_to")
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def name(self) -> str:
+        return self.model.manifest.name
+
+    @property
+    def device(self) -> str:
+        return self._loaded.device
+
+    def info(self) -> dict[str, Any]:
+        m = self.model.manifest
+        return {"model": m.name, "kind": m.kind, **self._loaded.info(), "labels": self.categories,
+                "max_length": m.max_length, "max_batch": self.max_batch}
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Scores, shape (len(texts), len(labels)), float32 in [0, 1] for sigmoid/softmax models."""
+        n = len(texts)
+        if n == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if self.model.manifest.kind == "text":
+            return self._run_text(list(texts))
+        windows = self._tok.windows(texts)  # type: ignore[union-attr]
+        scores = self.run_windows(windows)
+        out = np.full((n, len(self.labels)), -np.inf, dtype=np.float32)
+        idx = np.fromiter((w.text_index for w in windows), dtype=np.int64, count=len(windows))
+        np.maximum.at(out, idx, scores)
+        out[np.isinf(out)] = 0.0
+        return out
+
+    def predict_dicts(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """Like predict, keyed by category (label_map applied)."""
+        arr = self.predict(texts)
+        return [dict(zip(self.categories, map(float, row))) for row in arr]
+
+    def run_windows(self, windows: Sequence[Window]) -> np.ndarray:
+        """Score windows: sorted by length, chunks of max_batch, each padded to its longest window."""
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        out = np.zeros((len(windows), len(self.labels)), dtype=np.float32)
+        for s in range(0, len(order), self.max_batch):
+            chunk = order[s:s + self.max_batch]
+            out[chunk] = self._run_chunk([windows[i] for i in chunk])
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _feed(self, chunk: Sequence[Window]) -> dict[str, np.ndarray]:
+        m = self.model.manifest
+        pad = self._tok.pad_id  # type: ignore[union-attr]
+        if m.kind == "sequence":
+            length = int(m.pad_to or 0)
+            ids = np.full((len(chunk), length), pad, dtype=np.int64)
+            for r, w in enumerate(chunk):  # Keras pad_sequences(padding="pre")
+                if len(w):
+                    ids[r, length - len(w):] = w.ids[-length:]
+            return {self._inputs[0]: ids}
+        length = max(1, max(len(w) for w in chunk))
+        ids = np.full((len(chunk), length), pad, dtype=np.int64)
+        mask = np.zeros((len(chunk), length), dtype=np.int64)
+        types = np.zeros((len(chunk), length), dtype=np.int64)
+        for r, w in enumerate(chunk):
+            ids[r, :len(w)] = w.ids
+            mask[r, :len(w)] = 1
+            if w.type_ids is not None:
+                types[r, :len(w)] = w.type_ids
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {k: v for k, v in feed.items() if k in self._inputs}
+
+    def _run_chunk(self, chunk: Sequence[Window]) -> np.ndarray:
+        feed = self._feed(chunk)
+        if self._loaded.device == "cuda":
+            binding = self.session.io_binding()
+            for k, v in feed.items():
+                binding.bind_cpu_input(k, np.ascontiguousarray(v))
+            binding.bind_output(self._output)
+            self.session.run_with_iobinding(binding)
+            raw = binding.copy_outputs_to_cpu()[0]
+        else:
+            raw = self.session.run([self._output], feed)[0]
+        return self._post(raw)
+
+    def _post(self, raw: np.ndarray) -> np.ndarray:
+        m = self.model.manifest
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.ndim == 1:
+            raw = raw[:, None]
+        probs = _activate(raw, m.activation)
+        if m.output_index is not None:
+            probs = probs[:, m.output_index:m.output_index + 1]
+        return probs
+
+    def _run_text(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for s in range(0, len(texts), max(self.max_batch, 256)):  # bag-of-words: no padding, big chunks
+            arr = np.array(texts[s:s + max(self.max_batch, 256)], dtype=object).reshape(-1, 1)
+            raw = self.session.run([self._output], {self._inputs[0]: arr})[0]
+            out[s:s + len(arr)] = self._post(raw)
+        return out

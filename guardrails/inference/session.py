@@ -1,0 +1,83 @@
+"""ONNX Runtime sessions: CUDA (fp16 variant) when present, CPU otherwise; the device is read back.
+
+`onnxruntime` (CPU) and `onnxruntime-gpu` install the same `onnxruntime` module and overwrite each
+other. For a GPU host install into a fresh environment: `pip uninstall -y onnxruntime && pip install
+'trustwall[gpu]'` (the gpu extra pulls onnxruntime-gpu, whose CPU provider serves as the fallback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from guardrails.errors import ConfigError
+
+log = logging.getLogger("trustwall.inference")
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def cuda_available() -> bool:
+    """True when the installed onnxruntime has the CUDA provider (does not prove a GPU works)."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@dataclass
+class LoadedSession:
+    session: Any  # onnxruntime.InferenceSession
+    device: str  # "cuda" or "cpu", read back from the session's providers
+    provider: str
+    variant: str  # "fp32" | "fp16"
+    path: Path
+
+    def info(self) -> dict[str, Any]:
+        return {"device": self.device, "provider": self.provider, "variant": self.variant, "file": self.path.name}
+
+
+def _cpu_threads() -> int:
+    env = os.environ.get("TRUSTWALL_ORT_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def open_session(fp32: Path, fp16: Path | None = None, *, device: Device = "auto",
+                 threads: int | None = None) -> LoadedSession:
+    """Open one InferenceSession. CUDA (with the fp16 variant when there is one) first unless
+    `device="cpu"`; `device="cuda"` fails when CUDA is not usable instead of falling back."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or _cpu_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    want_cuda = device in ("auto", "cuda") and cuda_available()
+    if device == "cuda" and not want_cuda:
+        raise ConfigError("device=cuda but onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    if want_cuda:
+        path, variant = (fp16, "fp16") if fp16 is not None and fp16.is_file() else (fp32, "fp32")
+        providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    else:
+        path, variant = fp32, "fp32"
+        providers = ["CPUExecutionProvider"]
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:
+        if want_cuda and device == "auto":
+            log.warning("CUDA session failed (%s); falling back to CPU", exc)
+            return open_session(fp32, None, device="cpu", threads=threads)
+        raise ConfigError(f"cannot open ONNX model {path}: {exc}") from None
+    used = sess.get_providers()[0]
+    dev = "cuda" if used == "CUDAExecutionProvider" else "cpu"
+    if device == "cuda" and dev != "cuda":
+        raise ConfigError(f"device=cuda requested but the session runs on {used}")
+    if dev == "cpu" and variant == "fp16":  # CUDA was listed but not taken: reopen the fp32 file
+        return open_session(fp32, None, device="cpu", threads=threads)
+    log.info("onnx model %s on %s (%s)", path.name, dev, variant)
+    return LoadedSession(sess, dev, used, variant, path)
