@@ -1,0 +1,293 @@
+"""AuditRecord bodies: built from a CallRecord, privacy-safe by construction, canonically encoded.
+
+Pure functions, no I/O. The body never holds a raw prompt, answer, PII value or secret:
+
+- findings keep detector, category, score, span offsets, action and operator; evidence keeps only
+  numbers, booleans and a few id-like keys (never free text);
+- text is kept as the policy says: ``none``; ``redacted`` (the passed-on text, with *every* span any
+  detector reported replaced by ``<CATEGORY>``, whether or not the policy redacted it for the model:
+  flagged, routed, below-threshold and blocked spans included); ``hash`` (HMAC-SHA256 of each
+  passed-on text under the hash key).
+- restored pseudonyms never reach the audit: the output decision holds the answer *before* the vault
+  restores placeholders, and that is the only output text read here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as _dt
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+from guardrails.types import Action, CallRecord, Decision, Judgement, Operator
+
+TextMode = Literal["none", "redacted", "hash"]
+GENESIS = "0" * 64
+SCHEMA_VERSION = 1
+
+# what Renderer writes for redact / hash / pseudonymise: <EMAIL_ADDRESS>, <PERSON_1>, <IBAN_CODE:9f2c...>
+_PLACEHOLDER = re.compile(r"<[A-Za-z0-9_\-]{1,64}(?::[0-9a-f]{8,64})?>")
+_SAFE_EVIDENCE_KEYS = frozenset({"source_id", "source", "recognizer", "rule", "pattern", "kind", "label", "model",
+                                 "entity", "keep_last", "matched_span", "similarity", "window"})
+_ID_LIKE = re.compile(r"^[A-Za-z0-9_.:/\-]{1,80}$")
+
+
+# ------------------------------------------------------------------------------------------ encoding
+
+
+def canonical(obj: Any) -> str:
+    """The one JSON form that is hashed: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def entry_hash(body_text: str) -> str:
+    """Hash of a stored record: sha256 over its canonical text (which carries `seq` and `prev`)."""
+    return hashlib.sha256(body_text.encode("utf-8")).hexdigest()
+
+
+def seal(body: dict[str, Any], seq: int, prev: str) -> tuple[str, str]:
+    """Stamp chain position on a body; return (canonical text, hash)."""
+    body["seq"] = seq
+    body["prev"] = prev
+    text = canonical(body)
+    return text, entry_hash(text)
+
+
+def iso_time(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str | float | _dt.datetime | _dt.date) -> float:
+    """A CLI/HTTP date (2026-11-23, 2026-11-23T10:00, ...Z, unix seconds) as unix seconds (UTC if naive)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, _dt.datetime):
+        dt = value
+    elif isinstance(value, _dt.date):
+        dt = _dt.datetime(value.year, value.month, value.day)
+    else:
+        s = str(value).strip()
+        try:
+            return float(s)
+        except ValueError:
+            pass
+        try:
+            dt = _dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not a date or time: {value!r} (use e.g. 2026-11-23 or 2026-11-23T10:00:00Z)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_dt.timezone.utc)
+    return dt.timestamp()
+
+
+# ------------------------------------------------------------------------------------- privacy: text
+
+
+def _op_of(j: Judgement) -> Operator:
+    return j.operator or Operator.REDACT
+
+
+def _merge(spans: Iterable[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
+    out: list[tuple[int, int, Any]] = []
+    for s, e, tag in sorted(spans, key=lambda x: (x[0], -x[1])):
+        if out and s <= out[-1][1]:
+            ps, pe, ptag = out[-1]
+            out[-1] = (ps, max(pe, e), ptag)
+        else:
+            out.append((s, e, tag))
+    return out
+
+
+def safe_text(text: str, judgements: Sequence[Judgement]) -> str | None:
+    """The passed-on `text` with every reported span replaced by ``<CATEGORY>``.
+
+    `judgements` are those of this one text, with spans in the coordinates of the text the detectors
+    read. The REDACT spans may already be rewritten in `text` (placeholders, masks) or not (a blocked
+    call passes nothing on and keeps the original); each is recognised at its shifted position. Every
+    other span (flagged, routed, allowed below threshold) is mapped through those shifts and replaced.
+    Returns None (text withheld) when a spanless redaction was not applied.
+    """
+    redacts = [j for j in judgements if j.action is Action.REDACT]
+    others = [j for j in judgements if j.action is not Action.REDACT and j.finding.span is not None]
+    if any(j.finding.span is None for j in redacts):
+        # a whole-text redaction: either applied (the text is one placeholder) or not (withhold)
+        return text if _PLACEHOLDER.fullmatch(text) else None
+    if not redacts and not others:
+        return text
+    regions = _merge((j.finding.span[0], j.finding.span[1], j) for j in redacts)  # type: ignore[index]
+    # walk the REDACT regions: find each at its shifted position, learn the shift it introduces
+    starts: list[int] = []  # original start of each region
+    table: list[tuple[int, int, int, int]] = []  # (orig_s, orig_e, new_s, new_e)
+    cut: list[tuple[int, int, str]] = []  # spans of `text` to replace, with category
+    shift = 0
+    for s, e, j in regions:
+        p = s + shift
+        n = e - s
+        m = _PLACEHOLDER.match(text, p)
+        if m is not None:
+            new_e = m.end()  # applied: <CAT>, <CAT_1>, <CAT:hash>; already safe
+        else:
+            new_e = min(len(text), p + n)  # a mask (same length) or not applied: cut it
+            if p < len(text):
+                cut.append((p, new_e, j.finding.category))
+        table.append((s, e, p, new_e))
+        starts.append(s)
+        shift += (new_e - p) - n
+
+    def to_new(x: int, side: int) -> int:
+        # side 0: a span start (regions starting at x count); side 1: a span end (they do not)
+        i = (bisect.bisect_right(starts, x) if side == 0 else bisect.bisect_left(starts, x)) - 1
+        if i < 0:
+            return x
+        s, e, ns, ne = table[i]
+        if (side == 0 and x < e) or (side == 1 and x <= e):
+            return ns if side == 0 else ne  # inside a region: widen to the whole replacement
+        return x + (ne - e)
+
+    for j in others:
+        s, e = j.finding.span  # type: ignore[misc]
+        ns, ne = to_new(s, 0), to_new(e, 1)
+        ns, ne = max(0, min(ns, len(text))), max(0, min(ne, len(text)))
+        if ne > ns:
+            cut.append((ns, ne, j.finding.category))
+    if not cut:
+        return text
+    if not text.isascii():
+        from guardrails.spans import grapheme_boundaries, snap
+
+        bounds = grapheme_boundaries(text)
+        cut = [(*snap((s, e), text, bounds), c) for s, e, c in cut]
+    parts: list[str] = []
+    pos = 0
+    for s, e, cat in _merge(cut):
+        if s < pos:
+            continue
+        parts.append(text[pos:s])
+        parts.append(f"<{re.sub(r'[^A-Za-z0-9_]', '_', str(cat).upper()) or 'ENTITY'}>")
+        pos = e
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def decision_texts(dec: Decision | None, mode: TextMode, hash_key: bytes) -> list[str | None] | None:
+    if dec is None or mode == "none":
+        return None
+    if mode == "hash":
+        return [hmac.new(hash_key, t.encode("utf-8"), hashlib.sha256).hexdigest() for t in dec.texts]
+    by_msg: dict[int, list[Judgement]] = {}
+    for j in dec.judgements:
+        idx = j.finding.message_index
+        if idx is None:
+            if len(dec.texts) == 1:
+                idx = 0
+            else:
+                continue  # about the whole request (a detector error): no span to cut
+        by_msg.setdefault(idx, []).append(j)
+    return [safe_text(t, by_msg.get(i, ())) for i, t in enumerate(dec.texts)]
+
+
+# ---------------------------------------------------------------------------------- privacy: findings
+
+
+def _safe_evidence(evidence: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(evidence, dict):
+        try:
+            evidence = dict(evidence)
+        except Exception:  # noqa: BLE001
+            return out
+    for k, v in evidence.items():
+        key = str(k)
+        if isinstance(v, bool):
+            out[key] = v
+        elif isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
+            out[key] = round(v, 6) if isinstance(v, float) else v
+        elif key in _SAFE_EVIDENCE_KEYS and isinstance(v, str) and _ID_LIKE.match(v):
+            out[key] = v
+        elif key in _SAFE_EVIDENCE_KEYS and isinstance(v, (list, tuple)) and len(v) <= 4 \
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            out[key] = list(v)
+    return out
+
+
+def _finding(stage: str, j: Judgement) -> dict[str, Any]:
+    f = j.finding
+    return {
+        "stage": stage,
+        "detector": f.detector,
+        "category": f.category,
+        "score": round(float(f.score), 6),
+        "span": [int(f.span[0]), int(f.span[1])] if f.span is not None else None,
+        "message_index": f.message_index,
+        "action": j.action.label,
+        "operator": j.operator.value if j.operator else None,
+        "rule": j.rule,
+        "evidence": _safe_evidence(f.evidence),
+    }
+
+
+def _short(value: str | None, limit: int = 200) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+# ------------------------------------------------------------------------------------------- the body
+
+
+def build_body(rec: CallRecord, *, policy_id: str, policy_version: str, text_mode: TextMode,
+               hash_key: bytes) -> dict[str, Any]:
+    """The audit body of one guarded call (without `seq`/`prev`, which the sink stamps on append)."""
+    findings: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
+    categories: set[str] = set()
+    errors: list[str] = []
+    for dec in (rec.input, rec.output):
+        if dec is None:
+            continue
+        findings.extend(_finding(dec.stage, j) for j in dec.judgements)
+        checks.extend({"stage": t.stage, "detector": t.detector, "ms": round(float(t.ms), 3), "status": t.status}
+                      for t in dec.timings)
+        categories.update(dec.categories)
+        errors.extend(f"{dec.stage}:{e}" for e in dec.errors)
+    pid = policy_id or (rec.input.policy_id if rec.input else "")
+    pver = policy_version or (rec.input.policy_version if rec.input else "")
+    return {
+        "v": SCHEMA_VERSION,
+        "id": rec.request_id,
+        "time": iso_time(rec.started_at),
+        "ts": round(float(rec.started_at), 6),
+        "principal": {"id": rec.principal.id, "role": rec.principal.role},
+        "route": rec.route,
+        "upstream": rec.upstream,
+        "model": rec.model,
+        "policy": {"id": pid, "version": pver},
+        "final": Action(rec.final_action).label,
+        "actions": {"input": rec.input.action.label if rec.input else None,
+                    "output": rec.output.action.label if rec.output else None},
+        "categories": sorted(categories),
+        "findings": findings,
+        "route_rule": _short(rec.input.route_rule) if rec.input else None,
+        "detector_errors": errors,
+        "status": rec.status,
+        "error": _short(rec.error),
+        "streamed": bool(rec.streamed),
+        "latency_ms": {
+            "total": None if rec.total_ms is None else round(float(rec.total_ms), 3),
+            "upstream": None if rec.upstream_ms is None else round(float(rec.upstream_ms), 3),
+            "checks": checks,
+        },
+        "tokens": {"prompt": rec.prompt_tokens, "completion": rec.completion_tokens},
+        "text": {
+            "mode": text_mode,
+            "input": decision_texts(rec.input, text_mode, hash_key),
+            "output": decision_texts(rec.output, text_mode, hash_key),
+        },
+    }
+
+
+def index_columns(body: dict[str, Any]) -> tuple[str, float, str, str, str | None]:
+    """(id, ts, principal id, final action, model): the columns sinks index for filtering."""
+    return body["id"], float(body["ts"]), body["principal"]["id"], body["final"], body.get("model")
