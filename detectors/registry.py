@@ -11,6 +11,7 @@ from guardrails.detector import Registry
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "detectors.keywords",
+    "detectors.bias",
     "detectors.copyright",
     "detectors.toxicity",
 )

