@@ -1,0 +1,441 @@
+"""One guarded call through the proxy: authenticate, limit, parse, check input, route, call the
+upstream (streamed or not), check output, restore, audit, answer.
+
+Every outcome ends in exactly one audit record (`runtime.record(CallRecord(...))`), written before
+the answer for plain calls and when the stream ends (or the client goes away) for streamed ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any, Literal
+
+import anyio
+from fastapi import Request
+from starlette.responses import Response, StreamingResponse
+
+from guardrails import access
+from guardrails.errors import AccessDenied
+from guardrails.policy import Role
+from guardrails.proxy.app import ProxyState, _state, authenticate, request_id
+from guardrails.proxy.errors import ACTION_HEADER, REQUEST_ID_HEADER, ProxyError, UpstreamError, dumps, json_response
+from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, parse_body, validate
+from guardrails.proxy.upstream import Endpoint, UpstreamClient
+from guardrails.streaming import OutputStream
+from guardrails.types import ANONYMOUS, Action, CallContext, CallRecord, Decision, Principal
+
+log = logging.getLogger("trustwall.proxy")
+
+Kind = Literal["chat", "completions"]
+_DRAIN_LIMIT = 64 * 1024 * 1024
+Where = tuple[int, int | None]  # (message or choice index, content part index)
+
+
+# ------------------------------------------------------------------------------- request/response text
+
+
+def input_texts(body: dict[str, Any], kind: Kind) -> tuple[list[str], list[Where]]:
+    """The texts detectors see, and where each came from. Tools and function definitions, tool-call
+    arguments and non-text parts are not checked and pass through untouched."""
+    texts: list[str] = []
+    where: list[Where] = []
+    if kind == "completions":
+        prompt = body["prompt"]
+        for i, p in enumerate([prompt] if isinstance(prompt, str) else prompt):
+            texts.append(p)
+            where.append((i, None))
+        return texts, where
+    for i, m in enumerate(body["messages"]):
+        c = m.get("content")
+        if isinstance(c, str):
+            texts.append(c)
+            where.append((i, None))
+        elif isinstance(c, list):
+            for j, part in enumerate(c):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+                    where.append((i, j))
+    return texts, where
+
+
+def with_input_texts(body: dict[str, Any], kind: Kind, where: list[Where], texts: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of `body` with the guarded texts put back (only the changed paths are copied)."""
+    out = dict(body)
+    if kind == "completions":
+        prompt = body["prompt"]
+        out["prompt"] = texts[0] if isinstance(prompt, str) else list(texts)
+        return out
+    msgs = list(body["messages"])
+    for (i, j), text in zip(where, texts):
+        m = msgs[i]
+        if j is None:
+            if m.get("content") != text:
+                msgs[i] = {**m, "content": text}
+        else:
+            part = m["content"][j]
+            if part.get("text") != text:
+                parts = list(m["content"])
+                parts[j] = {**part, "text": text}
+                msgs[i] = {**m, "content": parts}
+    out["messages"] = msgs
+    return out
+
+
+def output_texts(resp: dict[str, Any], kind: Kind) -> tuple[list[str], list[int]]:
+    texts: list[str] = []
+    where: list[int] = []
+    for i, ch in enumerate(resp["choices"]):
+        if not isinstance(ch, dict):
+            raise UpstreamError(502, "Upstream answered with a malformed choice.", "upstream_bad_response", kind="malformed")
+        if kind == "completions":
+            t = ch.get("text")
+        else:
+            msg = ch.get("message")
+            t = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(t, str):
+            texts.append(t)
+            where.append(i)
+    return texts, where
+
+
+def _usage(resp: dict[str, Any]) -> tuple[int | None, int | None]:
+    u = resp.get("usage")
+    if not isinstance(u, dict):
+        return None, None
+    p, c = u.get("prompt_tokens"), u.get("completion_tokens")
+    return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
+
+
+def _final(*decisions: Decision | None) -> Action:
+    return max((d.action for d in decisions if d is not None), default=Action.ALLOW)
+
+
+# ---------------------------------------------------------------------------------------- the call
+
+
+class GuardedCall:
+    def __init__(self, request: Request, kind: Kind):
+        self.request = request
+        self.kind = kind
+        self.endpoint: Endpoint = "chat/completions" if kind == "chat" else "completions"
+        self.rid = request_id(request)
+        self.route = request.url.path
+        self.t0 = time.perf_counter()
+        self.started_at = time.time()
+        self.principal: Principal = ANONYMOUS
+        self.model: str | None = None
+        self.upstream: str | None = None
+        self.dec_in: Decision | None = None
+        self.dec_out: Decision | None = None
+        self.upstream_ms: float | None = None
+        self.tokens: tuple[int | None, int | None] = (None, None)
+        self.st: ProxyState | None = None
+        self.streaming = False
+
+    # -- outcome ------------------------------------------------------------------------------
+
+    def _headers(self, action: str) -> dict[str, str]:
+        h = {REQUEST_ID_HEADER: self.rid, ACTION_HEADER: action}
+        if self.upstream:
+            h["x-trustwall-upstream"] = self.upstream
+        return h
+
+    async def _record(self, status: int, error: str | None, final: Action, streamed: bool = False) -> bool:
+        """Write the audit record; False when the sink failed (the caller then refuses to answer)."""
+        st = self.st
+        total_ms = (time.perf_counter() - self.t0) * 1000
+        if st is not None:
+            m = st.metrics
+            m.requests.labels(self.route, final.label if status < 400 or status == 400 and error == "content_policy_violation"
+                              else ("deny" if status in (401, 403, 413, 429) else "error"), str(status)).inc()
+            m.latency.labels(self.route).observe(total_ms / 1000)
+            m.observe_decision(self.dec_in)
+            m.observe_decision(self.dec_out)
+            if self.upstream_ms is not None and self.upstream:
+                m.upstream.labels(self.upstream).observe(self.upstream_ms / 1000)
+        if st is None:
+            return True
+        rec = CallRecord(
+            request_id=self.rid, principal=self.principal, route=self.route, model=self.model, upstream=self.upstream,
+            input=self.dec_in, output=self.dec_out, started_at=self.started_at, upstream_ms=self.upstream_ms,
+            total_ms=total_ms, status=status, error=error, prompt_tokens=self.tokens[0],
+            completion_tokens=self.tokens[1], final_action=final, streamed=streamed,
+        )
+        try:
+            await st.runtime.record(rec)
+            return True
+        except Exception:  # noqa: BLE001 - an audit failure must not become a 500
+            log.exception("audit record %s could not be written", self.rid)
+            return False
+
+    async def run(self) -> Response:
+        try:
+            response = await self._run()
+            if self.streaming:
+                return response
+            status = response.status_code
+            error = None
+            final = _final(self.dec_in, self.dec_out)
+        except ProxyError as exc:
+            if isinstance(exc, UpstreamError) and self.st is not None and self.upstream:
+                self.st.metrics.upstream_errors.labels(self.upstream, exc.kind).inc()
+            response, status, error = exc.response(self.rid), exc.status, exc.code
+            final = Action.BLOCK if exc.action in ("block", "deny") else _final(self.dec_in, self.dec_out)
+        except AccessDenied as exc:
+            err = ProxyError(exc.status, str(exc), exc.code, action="deny", retry_after=exc.retry_after)
+            response, status, error, final = err.response(self.rid), exc.status, exc.code, Action.BLOCK
+        except Exception as exc:  # noqa: BLE001 - never a 500
+            log.exception("request %s failed", self.rid)
+            err = ProxyError(502, "The proxy failed to complete the request.", "proxy_error")
+            response, status, error, final = err.response(self.rid), 502, f"proxy_error:{type(exc).__name__}", _final(self.dec_in)
+        if not await self._record(status, error, final):
+            return ProxyError(503, "The audit log is unavailable, so the answer is withheld.", "audit_unavailable"
+                              ).response(self.rid)
+        return response
+
+    # -- steps --------------------------------------------------------------------------------
+
+    async def _read_body(self, role: Role) -> bytes:
+        limit = role.max_request_bytes
+        cl = self.request.headers.get("content-length")
+        if cl is not None and cl.isdigit() and int(cl) > limit:
+            await self._drain(0)
+            access.check_size(role, int(cl))
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.request.stream():
+            size += len(chunk)
+            if size > limit:
+                await self._drain(size)
+                access.check_size(role, size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _drain(self, seen: int) -> None:
+        """Read (and drop) the rest of an oversized body so the client gets our 413, not a reset."""
+        try:
+            async for chunk in self.request.stream():
+                seen += len(chunk)
+                if seen > _DRAIN_LIMIT:
+                    break
+        except Exception:  # noqa: BLE001 - the body is being refused anyway
+            pass
+
+    async def _run(self) -> Response:
+        st = self.st = _state(self.request)
+        policy = st.policy
+        self.principal = await authenticate(st, self.request)
+        role = access.role_of(policy, self.principal)
+        if role.rate_limit is not None:
+            try:
+                wait = await st.limiter.acquire(self.principal.id, role.rate_limit)
+            except Exception as exc:  # noqa: BLE001 - a broken limiter refuses (fails closed)
+                log.warning("rate limiter failed: %s", type(exc).__name__)
+                raise ProxyError(503, "The rate limiter is unavailable.", "rate_limiter_unavailable") from None
+            if wait is not None:
+                raise ProxyError(429, f"Rate limit reached for role {self.principal.role!r}. Retry after {wait:.1f} s.",
+                                 "rate_limit_exceeded", action="deny", retry_after=wait)
+        raw = await self._read_body(role)
+        data = parse_body(raw)
+        req = validate(ChatCompletionRequest if self.kind == "chat" else CompletionRequest, data)
+        self.model = req.model
+        access.check_model(role, self.principal, req.model)
+        client = st.upstreams.for_model(req.model)
+        if client is None:
+            raise ProxyError(404, f"The model {req.model!r} does not exist or no upstream serves it.", "model_not_found")
+        self.upstream = client.name
+        ctx = CallContext(request_id=self.rid, principal=self.principal, model=req.model, upstream=client.name,
+                          route="proxy", metadata={"path": self.route})
+
+        texts, where = input_texts(data, self.kind)
+        dec = self.dec_in = await st.runtime.pipeline.check_input(texts, ctx)
+        if dec.blocked:
+            cats = list(dec.blocking_categories or dec.categories)
+            raise ProxyError(400, dec.message or policy.messages.block_input, "content_policy_violation",
+                             type_="invalid_request_error", action="block", extra={"categories": cats})
+        if dec.upstream:
+            try:
+                client = st.upstreams[dec.upstream]
+            except KeyError:
+                raise ProxyError(502, f"Route upstream {dec.upstream!r} is not configured.", "route_unavailable") from None
+            self.upstream = ctx.upstream = client.name
+        access.check_categories(role, self.principal, client.name, access.passing_categories(dec))
+        body = with_input_texts(data, self.kind, where, dec.texts)
+        if req.stream:
+            return await self._stream(st, client, body, ctx)
+        return await self._plain(st, client, body, ctx)
+
+    async def _plain(self, st: ProxyState, client: UpstreamClient, body: dict[str, Any], ctx: CallContext) -> Response:
+        t = time.perf_counter()
+        resp = await client.complete(self.endpoint, body)
+        self.upstream_ms = (time.perf_counter() - t) * 1000
+        self.tokens = _usage(resp)
+        texts, where = output_texts(resp, self.kind)
+        pipeline = st.runtime.pipeline
+        dec = self.dec_out = await pipeline.check_output(texts, ctx)
+        choices = [dict(c) for c in resp["choices"]]
+        if dec.blocked:
+            message = dec.message or st.policy.messages.block_output
+            for c in choices:
+                if self.kind == "chat":
+                    c["message"] = {"role": "assistant", "content": message}
+                else:
+                    c["text"] = message
+                c["finish_reason"] = "content_filter"
+                c["logprobs"] = None
+        else:
+            for i, text in zip(where, dec.texts):
+                restored = pipeline.restore(text, ctx)
+                c = choices[i]
+                if self.kind == "chat":
+                    c["message"] = {**c["message"], "content": restored}
+                else:
+                    c["text"] = restored
+                if "logprobs" in c:
+                    c["logprobs"] = None  # token-level text bypasses the output checks
+        out = {**resp, "choices": choices}
+        return json_response(out, 200, self._headers(_final(self.dec_in, dec).label))
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    async def _stream(self, st: ProxyState, client: UpstreamClient, body: dict[str, Any], ctx: CallContext) -> Response:
+        stack = AsyncExitStack()
+        t = time.perf_counter()
+        events = await stack.enter_async_context(client.stream(self.endpoint, body))  # errors here: a status
+        self.streaming = True
+        assert self.dec_in is not None
+        return StreamingResponse(self._relay(st, events, stack, ctx, t), media_type="text/event-stream",
+                                 headers={**self._headers(self.dec_in.action.label), "cache-control": "no-cache"})
+
+    def _chunk(self, meta: dict[str, Any], choices: list[dict[str, Any]]) -> bytes:
+        obj = {"id": meta.get("id") or f"chatcmpl-{self.rid}",
+               "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
+               "created": meta.get("created") or int(self.started_at), "model": meta.get("model") or self.model,
+               "choices": choices}
+        if meta.get("system_fingerprint"):
+            obj["system_fingerprint"] = meta["system_fingerprint"]
+        return b"data: " + dumps(obj) + b"\n\n"
+
+    def _text_choice(self, idx: int, text: str, finish: str | None = None) -> dict[str, Any]:
+        if self.kind == "chat":
+            return {"index": idx, "delta": {"content": text} if text or finish is None else {}, "finish_reason": finish}
+        return {"index": idx, "text": text, "finish_reason": finish, "logprobs": None}
+
+    async def _relay(self, st: ProxyState, events: AsyncIterator[dict[str, Any]], stack: AsyncExitStack,
+                     ctx: CallContext, t_up: float) -> AsyncIterator[bytes]:
+        pipeline = st.runtime.pipeline
+        streams: dict[int, OutputStream] = {}
+        finished: set[int] = set()
+        meta: dict[str, Any] = {}
+        status, error = 200, None
+        blocked: OutputStream | None = None
+
+        def block_chunks() -> list[bytes]:
+            assert blocked is not None
+            message = blocked.decision.message or st.policy.messages.block_output
+            idxs = sorted(set(streams) | {0})
+            return [self._chunk(meta, [self._text_choice(i, message, "content_filter") for i in idxs]),
+                    b"data: [DONE]\n\n"]
+
+        try:
+            try:
+                async for ev in events:
+                    if "error" in ev and not ev.get("choices"):
+                        err = ev.get("error")
+                        msg = err.get("message") if isinstance(err, dict) else str(err)
+                        raise UpstreamError(502, f"Upstream {self.upstream!r} failed mid-stream: {str(msg)[:500]}",
+                                            "upstream_error", kind="stream")
+                    for k in ("id", "created", "model", "system_fingerprint"):
+                        if ev.get(k) is not None:
+                            meta[k] = ev[k]
+                    p, c = _usage(ev)
+                    if p is not None or c is not None:
+                        self.tokens = (p, c)
+                    choices = ev.get("choices")
+                    if not isinstance(choices, list):
+                        raise UpstreamError(502, f"Upstream {self.upstream!r} sent a malformed stream event.",
+                                            "upstream_bad_stream", kind="malformed")
+                    if not choices:
+                        if ev.get("usage") is not None:
+                            yield b"data: " + dumps(ev) + b"\n\n"  # the usage chunk (stream_options)
+                        continue
+                    for ch in choices:
+                        if not isinstance(ch, dict):
+                            raise UpstreamError(502, f"Upstream {self.upstream!r} sent a malformed stream event.",
+                                                "upstream_bad_stream", kind="malformed")
+                        idx = ch.get("index", 0)
+                        idx = idx if isinstance(idx, int) else 0
+                        stream = streams.get(idx)
+                        if stream is None:
+                            stream = streams[idx] = OutputStream(pipeline, ctx)
+                        if self.kind == "chat":
+                            delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
+                            text = delta.get("content")
+                            rest = {k: v for k, v in delta.items() if k != "content"}
+                            if rest:  # role, tool_calls, function_call, refusal: passed through as they are
+                                yield self._chunk(meta, [{"index": idx, "delta": rest, "finish_reason": None}])
+                        else:
+                            text = ch.get("text")
+                        if isinstance(text, str) and text:
+                            released = await stream.feed(text)
+                            if stream.blocked:
+                                blocked = stream
+                                break
+                            if released:
+                                yield self._chunk(meta, [self._text_choice(idx, released)])
+                        reason = ch.get("finish_reason")
+                        if reason and idx not in finished:
+                            tail = await stream.finish()
+                            if stream.blocked:
+                                blocked = stream
+                                break
+                            if tail:
+                                yield self._chunk(meta, [self._text_choice(idx, tail)])
+                            finished.add(idx)
+                            yield self._chunk(meta, [self._text_choice(idx, "", str(reason))])
+                    if blocked is not None:
+                        break
+                if blocked is None:
+                    for idx, stream in streams.items():
+                        if idx in finished:
+                            continue
+                        tail = await stream.finish()
+                        if stream.blocked:
+                            blocked = stream
+                            break
+                        if tail:
+                            yield self._chunk(meta, [self._text_choice(idx, tail)])
+                if blocked is not None:
+                    for b in block_chunks():
+                        yield b
+                else:
+                    yield b"data: [DONE]\n\n"
+            except UpstreamError as exc:
+                status, error = exc.status, exc.code
+                st.metrics.upstream_errors.labels(self.upstream or "", exc.kind).inc()
+                yield b"data: " + dumps(exc.body(self.rid)) + b"\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            status, error = 499, "client_disconnected"
+            raise
+        except Exception as exc:  # noqa: BLE001 - never leave a stream hanging
+            log.exception("stream %s failed", self.rid)
+            status, error = 502, f"proxy_error:{type(exc).__name__}"
+            yield b"data: " + dumps(ProxyError(502, "The proxy failed mid-stream.", "proxy_error").body(self.rid)) + b"\n\n"
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await stack.aclose()  # closes the upstream response: a disconnect cancels the upstream call
+                except Exception:  # noqa: BLE001
+                    log.debug("closing upstream stream failed", exc_info=True)
+                self.upstream_ms = (time.perf_counter() - t_up) * 1000
+                decs = [s.decision for s in streams.values()]
+                if blocked is not None:
+                    self.dec_out = blocked.decision
+                elif decs:
+                    self.dec_out = max(decs, key=lambda d: d.action)
+                final = Action.BLOCK if blocked is not None else _final(self.dec_in, self.dec_out)
+                await self._record(status, error, final, streamed=True)

@@ -1,0 +1,344 @@
+"""Upstream clients: OpenAI-compatible servers (OpenAI, vLLM, Ollama, llama.cpp), Azure OpenAI, and the
+built-in `echo` upstream, which answers with exactly what the model would have received.
+
+Every failure becomes an `UpstreamError` with the status the proxy answers: 504 for timeouts, 502 for
+connection failures, 5xx answers and malformed JSON or SSE, and the upstream's own 4xx (with its
+OpenAI-style message) when it refused the request itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import httpx
+
+from guardrails.access import glob_match
+from guardrails.policy import Upstream
+from guardrails.proxy.errors import UpstreamError
+
+log = logging.getLogger("trustwall.proxy.upstream")
+Endpoint = Literal["chat/completions", "completions"]
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    # ASCII escapes keep lone surrogates (valid in JSON, not in UTF-8) transportable.
+    return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _upstream_error_from(status: int, raw: bytes, name: str, headers: httpx.Headers | None = None) -> UpstreamError:
+    """Turn an upstream's error answer into ours, keeping its OpenAI-style message when it has one."""
+    message, code, type_, param = None, None, None, None
+    try:
+        data = json.loads(raw)
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or "")[:2000] or None
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+            type_ = err.get("type") if isinstance(err.get("type"), str) else None
+            param = err.get("param") if isinstance(err.get("param"), str) else None
+        elif isinstance(err, str):
+            message = err[:2000]
+    except (ValueError, UnicodeDecodeError):
+        pass
+    if status in (401, 403):
+        return UpstreamError(502, f"Upstream {name!r} rejected the proxy's credentials ({status}).",
+                             "upstream_auth_failed", kind="auth")
+    if status == 429:
+        ra = headers.get("retry-after") if headers is not None else None
+        try:
+            retry = float(ra) if ra else 1.0
+        except ValueError:
+            retry = 1.0
+        return UpstreamError(429, message or f"Upstream {name!r} is rate limiting.", code or "upstream_rate_limited",
+                             kind="rate_limit", type_="rate_limit_error", retry_after=retry)
+    if 400 <= status < 500:
+        return UpstreamError(status, message or f"Upstream {name!r} refused the request ({status}).",
+                             code or "upstream_rejected", kind="rejected", type_=type_ or "invalid_request_error",
+                             param=param)
+    return UpstreamError(502, f"Upstream {name!r} failed ({status})" + (f": {message}" if message else "."),
+                         "upstream_error", kind="status")
+
+
+def _transport_error(exc: Exception, name: str) -> UpstreamError:
+    if isinstance(exc, httpx.TimeoutException):
+        what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
+        return UpstreamError(504, f"Timed out {what} upstream {name!r}.", "upstream_timeout", kind="timeout")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError(502, f"Could not connect to upstream {name!r}.", "upstream_unreachable", kind="connect")
+    return UpstreamError(502, f"Upstream {name!r} failed: {type(exc).__name__}.", "upstream_error", kind="transport")
+
+
+async def sse_events(lines: AsyncIterator[str], name: str) -> AsyncIterator[dict[str, Any]]:
+    """Parse an SSE stream of JSON events; stops at `[DONE]`. Malformed events raise UpstreamError."""
+    data: list[str] = []
+    async for line in lines:
+        if line == "":
+            if data:
+                payload = "\n".join(data)
+                data = []
+                if payload.strip() == "[DONE]":
+                    return
+                try:
+                    event = json.loads(payload)
+                except ValueError:
+                    raise UpstreamError(502, f"Upstream {name!r} sent a malformed stream event.", "upstream_bad_stream",
+                                        kind="malformed") from None
+                if not isinstance(event, dict):
+                    raise UpstreamError(502, f"Upstream {name!r} sent a malformed stream event.", "upstream_bad_stream",
+                                        kind="malformed")
+                yield event
+            continue
+        if line.startswith(":"):
+            continue  # comment / keep-alive
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:  # stream ended without a blank line after the last event
+        payload = "\n".join(data)
+        if payload.strip() != "[DONE]":
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                raise UpstreamError(502, f"Upstream {name!r} sent a malformed stream event.", "upstream_bad_stream",
+                                    kind="malformed") from None
+            if isinstance(event, dict):
+                yield event
+
+
+class HTTPUpstream:
+    """An OpenAI-compatible (kind openai) or Azure OpenAI (kind azure) server."""
+
+    def __init__(self, spec: Upstream, *, transport: httpx.AsyncBaseTransport | None = None):
+        self.spec = spec
+        self.name = spec.name
+        headers = dict(spec.headers)
+        key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        if spec.api_key_env and not key:
+            log.warning("upstream %s: environment variable %s is not set; calling without a key", spec.name,
+                        spec.api_key_env)
+        if key:
+            if spec.kind == "azure":
+                headers["api-key"] = key
+            else:
+                headers["authorization"] = f"Bearer {key}"
+        headers["content-type"] = "application/json"
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(spec.timeout_s, connect=spec.connect_timeout_s),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+            transport=transport,
+            trust_env=False,
+        )
+        self._base = (spec.url or "").rstrip("/")
+
+    def url(self, endpoint: Endpoint, model: str) -> str:
+        if self.spec.kind == "azure":
+            version = self.spec.api_version or "2024-06-01"
+            return f"{self._base}/openai/deployments/{model}/{endpoint}?api-version={version}"
+        return f"{self._base}/{endpoint}"
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = await self._client.post(self.url(endpoint, str(body.get("model", ""))), content=_encode(body))
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.name) from None
+        if resp.status_code >= 400:
+            raise _upstream_error_from(resp.status_code, resp.content, self.name, resp.headers)
+        try:
+            data = resp.json()
+        except (ValueError, UnicodeDecodeError):
+            raise UpstreamError(502, f"Upstream {self.name!r} answered with malformed JSON.", "upstream_bad_response",
+                                kind="malformed") from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamError(502, f"Upstream {self.name!r} answered without choices.", "upstream_bad_response",
+                                kind="malformed")
+        return data
+
+    @asynccontextmanager
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Open a streamed call. Errors before the first byte raise here (so the proxy can still answer
+        with a status); errors later raise from the iterator."""
+        req = self._client.build_request("POST", self.url(endpoint, str(body.get("model", ""))), content=_encode(body))
+        try:
+            resp = await self._client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.name) from None
+        try:
+            if resp.status_code >= 400:
+                try:
+                    raw = await resp.aread()
+                except httpx.HTTPError:
+                    raw = b""
+                raise _upstream_error_from(resp.status_code, raw, self.name, resp.headers)
+            ctype = resp.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                raise UpstreamError(502, f"Upstream {self.name!r} did not answer with an event stream.",
+                                    "upstream_bad_stream", kind="malformed")
+            yield self._events(resp)
+        finally:
+            await resp.aclose()
+
+    async def _events(self, resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for event in sse_events(resp.aiter_lines(), self.name):
+                yield event
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.name) from None
+        except UnicodeDecodeError:
+            raise UpstreamError(502, f"Upstream {self.name!r} sent invalid UTF-8.", "upstream_bad_stream",
+                                kind="malformed") from None
+
+    async def models(self) -> list[str]:
+        if self.spec.kind != "openai":
+            return []
+        try:
+            resp = await self._client.get(f"{self._base}/models", timeout=2.0)
+            data = resp.json() if resp.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return []
+        items = data.get("data") if isinstance(data, dict) else None
+        return [str(m["id"]) for m in items or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class EchoUpstream:
+    """Answers with exactly what the model would have received: the (guarded) messages or prompt.
+
+    One message (or prompt) comes back as it is; several come back one per line as `role: content`.
+    Streams come back a few words per chunk. No model, no network.
+    """
+
+    kind = "echo"
+
+    def __init__(self, spec: Upstream, chunk_words: int = 3):
+        self.spec = spec
+        self.name = spec.name
+        self._chunk_words = chunk_words
+
+    @staticmethod
+    def _content(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if isinstance(part, list):
+            return "".join(p.get("text") or "" for p in part if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return ""
+
+    def answer(self, endpoint: Endpoint, body: dict[str, Any]) -> str:
+        if endpoint == "completions":
+            prompt = body.get("prompt")
+            return prompt if isinstance(prompt, str) else "\n".join(p for p in prompt or [] if isinstance(p, str))
+        msgs = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        if len(msgs) == 1:
+            return self._content(msgs[0].get("content"))
+        return "\n".join(f"{m.get('role')}: {self._content(m.get('content'))}" for m in msgs)
+
+    @staticmethod
+    def _n(body: dict[str, Any]) -> int:
+        n = body.get("n")
+        return n if isinstance(n, int) and 1 <= n <= 16 else 1
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        text = self.answer(endpoint, body)
+        model = str(body.get("model", "echo"))
+        words = len(text.split())
+        usage = {"prompt_tokens": words, "completion_tokens": words, "total_tokens": 2 * words}
+        if endpoint == "completions":
+            choices = [{"index": i, "text": text, "finish_reason": "stop", "logprobs": None} for i in range(self._n(body))]
+            return {"id": f"cmpl-echo{uuid.uuid4().hex[:20]}", "object": "text_completion", "created": int(time.time()),
+                    "model": model, "choices": choices, "usage": usage}
+        choices = [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                   for i in range(self._n(body))]
+        return {"id": f"chatcmpl-echo{uuid.uuid4().hex[:20]}", "object": "chat.completion", "created": int(time.time()),
+                "model": model, "choices": choices, "usage": usage}
+
+    def _pieces(self, text: str) -> Iterable[str]:
+        words = text.split(" ")
+        for i in range(0, len(words), self._chunk_words):
+            piece = " ".join(words[i:i + self._chunk_words])
+            yield piece if i + self._chunk_words >= len(words) else piece + " "
+
+    @asynccontextmanager
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        yield self._events(endpoint, body)
+
+    async def _events(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        text = self.answer(endpoint, body)
+        model = str(body.get("model", "echo"))
+        created = int(time.time())
+        n = self._n(body)
+        if endpoint == "completions":
+            cid = f"cmpl-echo{uuid.uuid4().hex[:20]}"
+            for piece in self._pieces(text):
+                yield {"id": cid, "object": "text_completion", "created": created, "model": model,
+                       "choices": [{"index": i, "text": piece, "finish_reason": None, "logprobs": None} for i in range(n)]}
+            yield {"id": cid, "object": "text_completion", "created": created, "model": model,
+                   "choices": [{"index": i, "text": "", "finish_reason": "stop", "logprobs": None} for i in range(n)]}
+            return
+        cid = f"chatcmpl-echo{uuid.uuid4().hex[:20]}"
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+        yield {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                                   for i in range(n)]}
+        for piece in self._pieces(text):
+            yield {**base, "choices": [{"index": i, "delta": {"content": piece}, "finish_reason": None} for i in range(n)]}
+        yield {**base, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(n)]}
+
+    async def models(self) -> list[str]:
+        return ["echo"]
+
+    async def aclose(self) -> None:
+        return None
+
+
+UpstreamClient = HTTPUpstream | EchoUpstream
+
+
+def make_upstream(spec: Upstream) -> UpstreamClient:
+    return EchoUpstream(spec) if spec.kind == "echo" else HTTPUpstream(spec)
+
+
+class Upstreams:
+    """The policy's upstreams by name, and the model-name-to-upstream map."""
+
+    def __init__(self, specs: Iterable[Upstream], default: str):
+        self.clients: dict[str, UpstreamClient] = {s.name: make_upstream(s) for s in specs}
+        self.default = default
+
+    def __getitem__(self, name: str) -> UpstreamClient:
+        return self.clients[name]
+
+    def for_model(self, model: str) -> UpstreamClient | None:
+        """The default upstream when it serves `model`, else the first upstream (policy order) that does."""
+        default = self.clients.get(self.default)
+        if default is not None and glob_match(model, default.spec.models):
+            return default
+        for c in self.clients.values():
+            if glob_match(model, c.spec.models):
+                return c
+        return None
+
+    async def model_names(self) -> dict[str, str]:
+        """Model id -> upstream name: names the policy lists, plus what openai-kind upstreams with
+        glob patterns report at GET /models (filtered by those patterns)."""
+        out: dict[str, str] = {}
+        for c in self.clients.values():
+            concrete = [m for m in c.spec.models if not any(ch in m for ch in "*?[")]
+            for m in concrete:
+                out.setdefault(m, c.name)
+            if len(concrete) < len(c.spec.models):
+                for m in await c.models():
+                    if glob_match(m, c.spec.models):
+                        out.setdefault(m, c.name)
+        return out
+
+    async def aclose(self) -> None:
+        for c in self.clients.values():
+            await c.aclose()
