@@ -12,6 +12,8 @@ from guardrails.detector import Registry
 BUILTIN_MODULES: tuple[str, ...] = (
     "detectors.keywords",
     "detectors.bias",
+    "detectors.pii",
+    "detectors.secrets",
     "detectors.copyright",
     "detectors.toxicity",
 )

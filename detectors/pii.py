@@ -1,0 +1,523 @@
+"""PII detector: Presidio's AnalyzerEngine on the runtime's shared spaCy pipeline (detectors/nlp.py).
+
+* The spaCy pass runs once per text and call (``detectors.nlp.parse``: one ``nlp.pipe`` batch over all
+  messages, off the event loop, memoised so other detectors share the Docs); only the components NER
+  needs run. Presidio's recognisers then read those Docs through an NLP engine that wraps the shared
+  pipeline and never loads or downloads anything itself.
+* Entities: PERSON, EMAIL_ADDRESS, PHONE_NUMBER (international), CREDIT_CARD (Luhn), US_SSN, IBAN_CODE
+  (checksum), IP_ADDRESS (v4 and v6), LOCATION, URL, DATE_TIME, US_BANK_NUMBER, CRYPTO, plus custom
+  recognisers declared in the policy (regex with optional checksum, context words, deny lists).
+* ``Finding.score`` is Presidio's score; thresholds and operators per entity come from the policy rules.
+* Allow lists (exact strings, case-insensitive, or regexes matching the whole span) drop findings.
+* Evidence holds the recogniser name only, never the matched value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from guardrails.detector import BuildContext, DetectorType, Options
+from guardrails.types import CallContext, Finding
+
+from detectors.nlp import DEFAULT_MODEL, SharedNLP, get_nlp, parse
+
+NER_ENTITIES = ("PERSON", "LOCATION", "DATE_TIME")
+PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS", "URL",
+                    "US_BANK_NUMBER", "CRYPTO")
+DEFAULT_ENTITIES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
+                    "LOCATION", "URL", "DATE_TIME", "US_BANK_NUMBER", "CRYPTO")
+OPTIONAL_ENTITIES = ("ORGANIZATION", "NRP")  # from NER too; off unless listed in `entities`
+BUILTIN_ENTITIES = DEFAULT_ENTITIES + OPTIONAL_ENTITIES
+# spaCy (OntoNotes / CoNLL) labels -> Presidio entity types.
+NER_MAPPING = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION",
+               "DATE": "DATE_TIME", "TIME": "DATE_TIME", "NORP": "NRP", "ORG": "ORGANIZATION"}
+DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT", "SE", "DK", "FI", "NO", "IE",
+                         "PT", "PL", "AU", "CA", "IN", "IL", "BR", "MX", "JP")
+ENTITY_RE = r"^[A-Z][A-Z0-9_]{1,47}$"
+_SPACES = re.compile(r"\s+")
+
+
+# ------------------------------------------------------------------------------------------- options
+
+
+class PatternDef(Options):
+    regex: str = Field(min_length=1, max_length=2000)
+    score: float = Field(0.6, ge=0.0, le=1.0)
+    name: str | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            rx = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regex {v!r}: {exc}") from None
+        if rx.match(""):
+            raise ValueError(f"regex {v!r} matches the empty string")
+        return v
+
+
+class RecognizerDef(Options):
+    """A custom recogniser declared in the policy."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+    entity: str = Field(pattern=ENTITY_RE, description="the category it reports, e.g. EMPLOYEE_ID")
+    patterns: list[PatternDef] = Field(default_factory=list)
+    checksum: Literal["none", "luhn", "iban", "mod97"] = "none"
+    context: list[str] = Field(default_factory=list, description="words near a match that raise its score")
+    deny_list: list[str] = Field(default_factory=list, description="exact terms (case-insensitive, whole words)")
+    deny_list_score: float = Field(1.0, ge=0.0, le=1.0)
+    case_sensitive: bool = False
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> RecognizerDef:
+        if not self.patterns and not self.deny_list:
+            raise ValueError(f"recognizer {self.name!r} needs at least one of 'patterns' or 'deny_list'")
+        if self.checksum != "none" and not self.patterns:
+            raise ValueError(f"recognizer {self.name!r}: a checksum applies to patterns, and it has none")
+        if any(not t.strip() for t in self.deny_list):
+            raise ValueError(f"recognizer {self.name!r}: empty deny_list entry")
+        return self
+
+
+class PiiOptions(Options):
+    model: str = Field(DEFAULT_MODEL, min_length=1, description="installed spaCy package or local path")
+    language: str = Field("en", pattern=r"^[a-z]{2,3}$")
+    entities: list[str] | None = Field(None, description="entity types to report; default: all built-in + custom")
+    recognizers: list[RecognizerDef] = Field(default_factory=list)
+    allow_list: list[str] = Field(default_factory=list, description="values never reported (case-insensitive)")
+    allow_patterns: list[str] = Field(default_factory=list, description="regexes; a finding they fully match is dropped")
+    phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
+    min_score: float = Field(0.3, ge=0.0, le=1.0, description="findings below this are not reported at all")
+    ner_score: float = Field(0.85, ge=0.0, le=1.0, description="score given to spaCy NER entities")
+
+    @field_validator("allow_patterns")
+    @classmethod
+    def _compile_allow(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"invalid allow pattern {p!r}: {exc}") from None
+        return v
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if not re.fullmatch(r"[A-Z]{2}", r)]
+        if bad:
+            raise ValueError(f"phone_regions are ISO 3166 alpha-2 codes in capitals, got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> PiiOptions:
+        names = [r.name for r in self.recognizers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"recognizer names must be unique, repeated: {dup}")
+        if self.entities is not None:
+            known = set(BUILTIN_ENTITIES) | {r.entity for r in self.recognizers}
+            unknown = [e for e in self.entities if e not in known]
+            if unknown:
+                raise ValueError(f"unknown entities {unknown}; known: {sorted(known)}")
+        if self.language != "en" and self.model == DEFAULT_MODEL:
+            raise ValueError(f"the embedded model is English; name a spaCy model for language {self.language!r}")
+        return self
+
+    def wanted_entities(self) -> list[str]:
+        if self.entities is not None:
+            return list(dict.fromkeys(self.entities))
+        return list(dict.fromkeys([*DEFAULT_ENTITIES, *(r.entity for r in self.recognizers)]))
+
+
+# ---------------------------------------------------------------------------------------- checksums
+
+
+def luhn_ok(text: str) -> bool:
+    digits = [int(c) for c in text if c.isdigit()]
+    if len(digits) < 2:
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def mod97_ok(text: str) -> bool:
+    """ISO 7064 MOD 97-10 over the alphanumerics of `text` (letters count as 10..35)."""
+    chars = [c for c in text.upper() if c.isalnum()]
+    if len(chars) < 3 or not all(c.isascii() for c in chars):
+        return False
+    return int("".join(str(int(c, 36)) for c in chars)) % 97 == 1
+
+
+def iban_ok(text: str) -> bool:
+    s = "".join(c for c in text.upper() if c.isalnum())
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", s):
+        return False
+    return mod97_ok(s[4:] + s[:4])
+
+
+CHECKSUMS = {"luhn": luhn_ok, "iban": iban_ok, "mod97": mod97_ok}
+
+
+# --------------------------------------------------------------------------------- presidio adapters
+
+
+def _engine(shared: SharedNLP, language: str) -> Any:
+    """A Presidio NLP engine over the shared pipeline: never loads, never downloads."""
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
+
+    class SharedSpacyNlpEngine(SpacyNlpEngine):
+        def __init__(self) -> None:
+            labels: set[str] = set()
+            if "ner" in shared.nlp.pipe_names:
+                labels = set(shared.nlp.get_pipe("ner").labels)
+            conf = NerModelConfiguration(
+                model_to_presidio_entity_mapping=dict(NER_MAPPING),
+                labels_to_ignore=sorted(labels - set(NER_MAPPING)),
+            )
+            super().__init__(models=[{"lang_code": language, "model_name": shared.model_name}],
+                             ner_model_configuration=conf)
+            self.nlp = {language: shared.nlp}
+
+        def load(self) -> None:  # the pipeline is the runtime's shared one, already loaded
+            return None
+
+        def process_text(self, text: str, language: str) -> Any:  # pragma: no cover - we pass artifacts
+            return self._doc_to_nlp_artifact(shared.parse_sync([text])[0], language)
+
+        def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
+            # Without the lemmatizer (not needed for NER) lemma_ is empty: use the lower-cased text so that
+            # Presidio's context words still match.
+            lemmas = [t.lemma_ or t.lower_ for t in doc]
+            entities, scores = self._get_updated_entities(self._get_entities(doc), self._get_scores_for_entities(doc))
+            return NlpArtifacts(entities=entities, tokens=doc, tokens_indices=[t.idx for t in doc], lemmas=lemmas,
+                                nlp_engine=self, language=language, scores=scores)
+
+    return SharedSpacyNlpEngine()
+
+
+def _offline_email_recognizer(language: str) -> Any:
+    """Presidio's EmailRecognizer validates domains with tldextract, whose default extractor fetches the
+    public suffix list over the network. This one uses tldextract's bundled snapshot only."""
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    extract = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return extract(pattern_text).fqdn != ""
+
+    return OfflineEmailRecognizer(supported_language=language)
+
+
+def _custom_recognizer(d: RecognizerDef, language: str) -> Any:
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    check = CHECKSUMS.get(d.checksum)
+    flags = re.DOTALL | re.MULTILINE | (0 if d.case_sensitive else re.IGNORECASE)
+
+    class CustomRecognizer(PatternRecognizer):
+        def validate_result(self, pattern_text: str) -> bool | None:
+            if check is None:
+                return None
+            return check(pattern_text)
+
+    pats = [Pattern(p.name or f"{d.name}_{i}", p.regex, p.score) for i, p in enumerate(d.patterns)]
+    return CustomRecognizer(supported_entity=d.entity, name=d.name, supported_language=language,
+                            patterns=pats or None, deny_list=d.deny_list or None, context=d.context or None,
+                            deny_list_score=d.deny_list_score, global_regex_flags=flags)
+
+
+_STREET_WORDS = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Square|Sq|"
+                 r"Squares|Terrace|Parkway|Pkwy|Circle|Cir|Highway|Hwy|Crescent|Close|Gardens|Hill|Row|Walk|Alley|"
+                 r"Mews|Parade|Trail|Plaza|Streets|Roads|Lanes|Courts|Park|Ridge|Green")
+_STREET_SUFFIX = (r"katu|kuja|tie|polku|gade|gyde|vej|vænget|straße|strasse|str\.|weg|gasse|platz|allee|laan|straat|"
+                  r"gracht|gatan|vägen|gränd|veien|gata|utca|út|ulica|aleja|ulice|náměstí|kuja")
+_STREET_PREFIX = r"Rua|Via|Viale|Calle|Avenida|Avda\.|Rue|Piazza|Plaza|Carrer|Av\.|Largo|Travessa|Paseo|Corso"
+ADDRESS_PATTERNS = (
+    # 1668 Glyn St / 14 Crown Street Kishiev Squares, Suite 321
+    ("street_number_first", rf"\b\d{{1,5}}[A-Za-z]?(?:[ \t]+[A-Z][\w'’.-]*){{1,4}}[ \t]+(?:{_STREET_WORDS})\b\.?"
+                            r"(?:,?[ \t]*(?:Apt\.?|Suite|Unit|Flat|Ste\.?)[ \t]*\d{1,5}[A-Za-z]?)?", 0.6),
+    # Puruntie 82 / Præstevænget 15 / Brucker Bundesstrasse 31
+    ("street_suffix", rf"\b(?:[A-Z][\w'’-]*[ \t]+)?[A-ZÀ-Þ][\w'’-]*(?:{_STREET_SUFFIX})[ \t]+\d{{1,4}}[A-Za-z]?\b", 0.6),
+    # Rua do Arenque 1634 / Via Franscini 71
+    ("street_prefix", rf"\b(?:{_STREET_PREFIX})[ \t]+(?:[\w'’.-]+[ \t]+){{0,4}}?\d{{1,5}}[A-Za-z]?\b", 0.6),
+    ("unit", r"\b(?:Apt\.?|Apartment|Suite|Ste\.|Unit|Flat)[ \t]+#?\d{1,5}[A-Za-z]?\b", 0.5),
+    ("military", r"\b(?:PSC|Unit|USNS|USS|USNV|USCGC)[ \t]+[\w ]{1,20},[ \t]*Box[ \t]+\d{1,5}\s*(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}\b", 0.8),
+)
+# Loose phone shapes that phonenumbers rejects (made-up or local numbers): only with a context word nearby.
+LOOSE_PHONE = (r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}(?:[ ]?x\d{1,5})?(?![\w-])"
+               r"|(?<![\w+])\d{9,11}(?!\w)")
+PHONE_CONTEXT = ["phone", "call", "number", "tel", "telephone", "mobile", "cell", "fax", "reach", "contact", "dial",
+                 "text", "whatsapp", "ring"]
+# "my name is X", "Mr X", "Dr. X Y": the capitalised words after a cue.
+PERSON_CUE = (r"(?:\b(?:[Mm]y|[Hh]is|[Hh]er|[Tt]heir) name is|\bI am|\bI'm|\b[Nn]amed|\b[Cc]all me|"
+              r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam)\.?)[ \t]+"
+              r"((?:[A-Z][\w'’-]+|[A-Z]\.)(?:[ \t]+(?:[A-Z][\w'’-]+|[A-Z]\.)){0,3})")
+
+
+def _street_recognizer(language: str) -> Any:
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    pats = [Pattern(n, rx, sc) for n, rx, sc in ADDRESS_PATTERNS]
+    return PatternRecognizer(supported_entity="LOCATION", name="StreetAddressRecognizer", supported_language=language,
+                             patterns=pats, context=["address", "live", "lives", "street", "located", "ship", "deliver"],
+                             global_regex_flags=re.MULTILINE)
+
+
+def _loose_phone_recognizer(language: str) -> Any:
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    class LoosePhoneRecognizer(PatternRecognizer):
+        def validate_result(self, pattern_text: str) -> bool | None:
+            # None keeps the pattern's score (True would raise it to 1.0); False rejects.
+            digits = sum(c.isdigit() for c in pattern_text)
+            return None if 7 <= digits <= 15 and not _DATE_SHAPE.fullmatch(pattern_text.strip()) else False
+
+    return LoosePhoneRecognizer(supported_entity="PHONE_NUMBER", name="LoosePhoneRecognizer",
+                                supported_language=language, patterns=[Pattern("loose_phone", LOOSE_PHONE, 0.3)],
+                                context=PHONE_CONTEXT, global_regex_flags=re.MULTILINE)
+
+
+def _person_cue_recognizer(language: str) -> Any:
+    from presidio_analyzer import LocalRecognizer, RecognizerResult
+
+    rx = re.compile(PERSON_CUE)
+    stop = {"A", "An", "The", "I", "In", "On", "At", "Not", "So", "Very", "Just", "Here", "Sorry", "Glad", "Happy",
+            "Looking", "Going", "Trying", "Writing", "Calling", "From", "Also", "Still", "Now", "Currently", "Interested"}
+
+    class PersonCueRecognizer(LocalRecognizer):
+        def load(self) -> None:
+            return None
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            out = []
+            for m in rx.finditer(text):
+                words = m.group(1).split()
+                while words and words[0].rstrip(".,") in stop:
+                    words.pop(0)
+                if not words:
+                    continue
+                start = m.start(1) + m.group(1).find(words[0])
+                end = m.end(1)
+                value = text[start:end].rstrip(".,")
+                out.append(RecognizerResult("PERSON", start, start + len(value), 0.7,
+                                            recognition_metadata={"recognizer_name": self.name}))
+            return out
+
+    return PersonCueRecognizer(supported_entities=["PERSON"], name="PersonCueRecognizer", supported_language=language)
+
+
+def build_recognizers(opts: PiiOptions) -> list[Any]:
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        CryptoRecognizer,
+        DateRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+        SpacyRecognizer,
+        UrlRecognizer,
+        UsBankRecognizer,
+        UsSsnRecognizer,
+    )
+
+    lang = opts.language
+    wanted = set(opts.wanted_entities())
+    recs: list[Any] = []
+    ner = [e for e in (*NER_ENTITIES, *OPTIONAL_ENTITIES) if e in wanted]
+    if ner:
+        recs.append(SpacyRecognizer(supported_language=lang, supported_entities=ner, ner_strength=opts.ner_score))
+    makers = {
+        "EMAIL_ADDRESS": lambda: _offline_email_recognizer(lang),
+        "PHONE_NUMBER": lambda: PhoneRecognizer(supported_language=lang, supported_regions=tuple(opts.phone_regions)),
+        "CREDIT_CARD": lambda: CreditCardRecognizer(supported_language=lang),
+        "US_SSN": lambda: UsSsnRecognizer(supported_language=lang),
+        "IBAN_CODE": lambda: IbanRecognizer(supported_language=lang),
+        "IP_ADDRESS": lambda: IpRecognizer(supported_language=lang),
+        "URL": lambda: UrlRecognizer(supported_language=lang),
+        "US_BANK_NUMBER": lambda: UsBankRecognizer(supported_language=lang),
+        "CRYPTO": lambda: CryptoRecognizer(supported_language=lang),
+    }
+    for entity, make in makers.items():
+        if entity in wanted:
+            recs.append(make())
+    if "DATE_TIME" in wanted:
+        recs.append(DateRecognizer(supported_language=lang))
+    if "LOCATION" in wanted:
+        recs.append(_street_recognizer(lang))
+    if "PHONE_NUMBER" in wanted:
+        recs.append(_loose_phone_recognizer(lang))
+    if "PERSON" in wanted:
+        recs.append(_person_cue_recognizer(lang))
+    recs.extend(_custom_recognizer(d, lang) for d in opts.recognizers if d.entity in wanted)
+    return recs
+
+
+def build_analyzer(shared: SharedNLP, opts: PiiOptions) -> Any:
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+
+    registry = RecognizerRegistry(supported_languages=[opts.language])
+    for rec in build_recognizers(opts):
+        registry.add_recognizer(rec)
+    return AnalyzerEngine(registry=registry, nlp_engine=_engine(shared, opts.language),
+                          supported_languages=[opts.language])
+
+
+# ----------------------------------------------------------------------------------------- detector
+
+
+class PiiDetector:
+    """Reports PII spans; the pipeline applies the policy's operators."""
+
+    def __init__(self, name: str, options: PiiOptions, shared: SharedNLP):
+        self.name = name
+        self.options = options
+        self.shared = shared
+        self.entities = options.wanted_entities()
+        self._analyzer = build_analyzer(shared, options)
+        self._engine = self._analyzer.nlp_engine
+        self._allow = {_norm(v) for v in options.allow_list}
+        self._allow_rx = [re.compile(p, re.IGNORECASE) for p in options.allow_patterns]
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.shared.model_name, "components": sorted(self.shared.required),
+                "entities": self.entities, "device": "cpu"}
+
+    def _allowed(self, value: str) -> bool:
+        if _norm(value) in self._allow:
+            return True
+        return any(rx.fullmatch(value.strip()) for rx in self._allow_rx)
+
+    def analyze_docs(self, texts: Sequence[str], docs: Sequence[Any]) -> list[list[Finding]]:
+        """Synchronous analysis of already parsed texts (runs in a worker thread)."""
+        out: list[list[Finding]] = []
+        lang = self.options.language
+        for text, doc in zip(texts, docs):
+            if not text.strip():
+                out.append([])
+                continue
+            artifacts = self._engine._doc_to_nlp_artifact(doc, lang)
+            results = self._analyzer.analyze(text=text, language=lang, entities=self.entities,
+                                             nlp_artifacts=artifacts, score_threshold=self.options.min_score)
+            found = []
+            for r in results:
+                if r.end <= r.start or self._allowed(text[r.start:r.end]):
+                    continue
+                rec = (r.recognition_metadata or {}).get("recognizer_name", "")
+                if rec == _NER_RECOGNIZER and r.entity_type == "DATE_TIME" and not _concrete_date(text[r.start:r.end]):
+                    continue
+                if r.entity_type == "PHONE_NUMBER" and not _phone_like(text[r.start:r.end]):
+                    continue
+                found.append(Finding(self.name, r.entity_type, float(r.score), (int(r.start), int(r.end)),
+                                     {"recognizer": rec}))
+            out.append(resolve_overlaps(found))
+        return out
+
+    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+        if not texts:
+            return []
+        docs = await parse(ctx, self.shared, texts)
+        return await asyncio.to_thread(self.analyze_docs, list(texts), docs)
+
+
+# Which finding wins when two overlap: validated structured values beat loose patterns beat NER guesses.
+_STRONG = {"EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "CRYPTO", "US_SSN"}
+_NER_RECOGNIZER = "SpacyRecognizer"
+
+
+def _tier(f: Finding) -> int:
+    rec = f.evidence.get("recognizer", "")
+    if rec == _NER_RECOGNIZER:
+        return 1
+    if f.category in _STRONG and f.score >= 0.5:
+        return 3
+    if f.category in BUILTIN_ENTITIES:
+        return 2
+    return 3  # custom recognisers are explicit policy: treat them as strong
+
+
+_DATE_SHAPE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
+_DATE_WORDS = re.compile(
+    r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\b|"
+    r"\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|\b(?:christmas|easter|new year)", re.IGNORECASE)
+
+
+def _phone_like(value: str) -> bool:
+    """At least 7 digits, and not a date or a timestamp (2000-04-16 11:34)."""
+    return sum(c.isdigit() for c in value) >= 7 and not _DATE_SHAPE.match(value.strip())
+
+
+_NOT_A_DATE = re.compile(r"\b(?:old|age|aged)\b|^\W*\d+\s*\+?\s*(?:years?|yrs?)\b|\b\d+(?:st|nd|rd|th) years?\b",
+                         re.IGNORECASE)
+
+
+def _concrete_date(value: str) -> bool:
+    """NER dates worth reporting: a weekday, a month, or digits that can be a date (not a house number,
+    postcode or card number, which the small model often calls DATE). "next week" identifies nobody."""
+    if _NOT_A_DATE.search(value):
+        return False  # ages and durations ("79 year old", "8+ years")
+    if _DATE_WORDS.search(value):
+        return True
+    digits = re.sub(r"\D", "", value)
+    if not digits:
+        return False
+    if value.strip().isdigit():
+        return len(digits) == 4 and 1000 <= int(digits) <= 2199
+    return len(digits) <= 14
+
+
+def resolve_overlaps(found: list[Finding]) -> list[Finding]:
+    """Drop a finding that overlaps one of a stronger tier (a URL inside an email, NER calling a card
+    number a date), and a phone number that is exactly a date the date patterns found. Sorted by span."""
+    keep: list[Finding] = []
+    for f in found:
+        s, e = f.span or (0, 0)
+        t = _tier(f)
+        beaten = False
+        for g in found:
+            if g is f:
+                continue
+            gs, ge = g.span or (0, 0)
+            if gs < e and s < ge:
+                if _tier(g) > t:
+                    beaten = True
+                elif (f.category == "PHONE_NUMBER" and g.category == "DATE_TIME" and _tier(g) == 2
+                      and (gs, ge) == (s, e)):
+                    beaten = True
+            if beaten:
+                break
+        if not beaten:
+            keep.append(f)
+    keep.sort(key=lambda f: (f.span or (0, 0), f.category))
+    return keep
+
+
+def _norm(value: str) -> str:
+    return _SPACES.sub(" ", value.strip()).casefold()
+
+
+def _build(spec: Any, options: PiiOptions, build: BuildContext) -> PiiDetector:
+    shared = get_nlp(build.resources, options.model, components=("ner",))
+    return PiiDetector(spec.name, options, shared)
+
+
+TYPE = DetectorType(
+    "pii",
+    PiiOptions,
+    _build,
+    categories=BUILTIN_ENTITIES,
+    description="PII (Presidio on the shared spaCy pipeline): names, contact data, cards, IBANs, ids, custom",
+)
