@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "guard": "guardrails.decorator",
     "Guard": "guardrails.decorator",
+    "trustwall_principal": "guardrails.decorator",
     "build_runtime": "guardrails.runtime",
     "load_policy": "guardrails.policy",
     "Settings": "guardrails.settings",
