@@ -50,7 +50,8 @@ def judge(spec: DetectorSpec, stage: Stage, findings: Sequence[Finding]) -> list
         op = rule.operator
         if op is Operator.PSEUDONYMISE and stage == "output":
             op = Operator.REDACT  # nothing to restore on the way out: a leaked value is simply removed
-        out.append(Judgement(f, rule.verdict, op, f"{spec.name}/{f.category}"))
+        out.append(Judgement(f, rule.verdict, op, f"{spec.name}/{f.category}",
+                             rule.keep_last if op is Operator.MASK else None))
     return out
 
 
@@ -89,7 +90,7 @@ class Renderer:
         if op is Operator.PSEUDONYMISE and self.vault is not None:
             return self.vault.pseudonym(cat, original)
         if op is Operator.MASK:
-            keep = int(j.finding.evidence.get("keep_last", 4)) if j.finding.evidence else 4
+            keep = j.keep_last if j.keep_last is not None else 4
             keep = min(keep, len(original) // 2)
             return "*" * (len(original) - keep) + (original[-keep:] if keep else "")
         if op is Operator.HASH:

@@ -143,7 +143,7 @@ class OutputStream:
             if e > s:
                 f = j.finding
                 local.append(Judgement(Finding(f.detector, f.category, f.score, (s - seg_start, e - seg_start), f.evidence, 0),
-                                       j.action, j.operator, j.rule))
+                                       j.action, j.operator, j.rule, j.keep_last))
         segment = apply_redactions(segment, local, self._render)
         self._released = end
         self._out_raw.append(segment)
@@ -153,4 +153,5 @@ class OutputStream:
     def _shift(j: Judgement, offset: int) -> Judgement:
         f = j.finding
         span = (f.span[0] + offset, f.span[1] + offset) if f.span is not None else None
-        return Judgement(Finding(f.detector, f.category, f.score, span, f.evidence, f.message_index), j.action, j.operator, j.rule)
+        return Judgement(Finding(f.detector, f.category, f.score, span, f.evidence, f.message_index), j.action, j.operator, j.rule,
+                        j.keep_last)

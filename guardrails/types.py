@@ -104,6 +104,7 @@ class Judgement:
     action: Action
     operator: Operator | None = None
     rule: str = ""  # "detector/category" that matched, for explanations
+    keep_last: int | None = None  # for Operator.MASK: characters left visible (from the rule)
 
     def to_dict(self) -> dict[str, Any]:
         d = self.finding.to_dict()
