@@ -43,7 +43,7 @@ class IndexParams:
 
     shingle: int = 3  # words per shingle
     bands: int = 8  # LSH bands ...
-    rows: int = 4  # ... of this many MinHash values: num_perm = bands * rows
+    rows: int = 2  # ... of this many MinHash values: num_perm = bands * rows
     seed: int = 1
     window: int = 32  # shingles per indexed window
     stride: int = 16  # shingles between indexed windows (window must be a multiple)
@@ -354,6 +354,23 @@ class CorpusIndex:
                 continue
             chosen.append(m)
         return chosen
+
+    def containment(self, text: str) -> dict[str, float]:
+        """Per LSH-candidate source: share of the text's shingles found anywhere in that source
+        (a whole-text score, e.g. for ranking; spans come from `search`)."""
+        if not self.docs:
+            return {}
+        p, a = self.params, self._a
+        qsh = shingle_hashes(word_hashes(tokenize(text).words), p.shingle)
+        if len(qsh) == 0:
+            return {}
+        _, qsigs = self.hasher.window_signatures(qsh, p.window, 4)
+        rows = self.candidates(qsigs)
+        out: dict[str, float] = {}
+        for di in np.unique(a.win_doc[rows]).tolist():
+            src = a.shingles[int(a.sh_off[di]):int(a.sh_off[di + 1])]
+            out[self.docs[di].id] = float(np.isin(qsh, src).mean())
+        return out
 
     def _verify(self, di: int, win_starts: np.ndarray, toks: Tokens, qsh: np.ndarray,
                 min_words: int, max_gap: int) -> list[tuple[float, Match]]:

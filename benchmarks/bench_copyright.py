@@ -1,0 +1,541 @@
+"""Copyright similarity benchmark: verbatim / near-verbatim recall, graded paraphrase, and scale.
+
+    .venv/bin/python -m benchmarks.bench_copyright [--quick] [--write-results]
+
+1. SHIELD protocol (shield-public-domain + gutenberg-books): protected corpus = bsnc 000-049 plus the
+   five Gutenberg books (header/footer stripped). Positives: windows of 30/50/100 words sampled from the
+   protected texts, exact and perturbed (5% / 10% of words dropped or swapped with a neighbour, plus
+   case and punctuation changes). Negatives: windows of the same lengths from bsnc 050-099 and the bep
+   poems (titles that are also protected are dropped). Recall at FPR <= 1% per length and perturbation;
+   recall / FPR at the deployed threshold (0.8, rules/default.yaml). Baseline: exhaustive word-3-gram
+   set containment against every protected document (what a user would write first). Also the LSH
+   candidate stage with MinHashLSH (Jaccard) vs MinHashLSHEnsemble (containment) on the same windows.
+2. clough-stevenson-plagiarism: protected = the 5 source articles. ROC-AUC plagiarised vs non,
+   detection rate per category at the deployed threshold, top-1 source accuracy.
+3. Scale: synthetic documents (160 words drawn from the Gutenberg word distribution) at 1k / 10k /
+   100k documents (--quick: 1k / 10k): build time, index memory, check latency p50/p99 of a
+   1,000-character output (no reuse, and with a 50-word copy). Baselines: datasketch's own
+   per-shingle MinHash.update loop for building, exhaustive 3-gram containment for checking.
+Timings are noisy on a shared machine: compare with the baselines measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from detectors.copyright_index import CorpusIndex, Document, IndexParams
+from detectors.copyright_sources import strip_gutenberg
+from detectors.copyright_text import tokenize
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOYED = 0.8  # rules/default.yaml: copyright "*" threshold
+MIN_WORDS = 20  # detector default
+
+
+def eval_dir() -> Path:
+    env = os.environ.get("TRUSTWALL_EVAL_DATA")
+    return Path(env) if env else (ROOT / ".." / "shared" / "eval-data").resolve()
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # pragma: no cover
+        return float("nan")
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def roc_auc(pos: Sequence[float], neg: Sequence[float]) -> float:
+    """Mann-Whitney AUC with ties counted half."""
+    p, n = np.asarray(pos, float), np.asarray(neg, float)
+    if not len(p) or not len(n):
+        return float("nan")
+    allv = np.concatenate([p, n])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(len(allv))
+    sv = allv[order]
+    i = 0
+    while i < len(sv):
+        j = i
+        while j + 1 < len(sv) and sv[j + 1] == sv[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[:len(p)].sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(n)))
+
+
+def recall_at_fpr(pos: Sequence[float], neg: Sequence[float], fpr: float = 0.01) -> tuple[float, float]:
+    """Highest recall with a threshold t > 0 such that the share of negatives scoring >= t is <= fpr."""
+    p, n = np.asarray(pos, float), np.asarray(neg, float)
+    cands = np.unique(np.concatenate([p[p > 0], n[n > 0], [np.inf]]))
+    for t in cands:  # ascending: the first admissible threshold gives the highest recall
+        if (n >= t).mean() <= fpr:
+            return float((p >= t).mean()), float(t)
+    return 0.0, float("inf")
+
+
+# ------------------------------------------------------------------------------------------- baseline
+
+
+class NgramBaseline:
+    """Exhaustive word 3-gram sets: containment of the output's 3-grams in each document, max over docs."""
+
+    def __init__(self, docs: Sequence[Document], n: int = 3):
+        self.n = n
+        self.ids = [d.id for d in docs]
+        self.sets = [self._grams(d.text) for d in docs]
+
+    def _grams(self, text: str) -> set[tuple[str, ...]]:
+        w = tokenize(text).words
+        return set(zip(*(w[i:] for i in range(self.n))))
+
+    def score(self, text: str) -> tuple[float, str | None]:
+        q = self._grams(text)
+        if not q:
+            return 0.0, None
+        best, arg = 0.0, None
+        for i, s in enumerate(self.sets):
+            c = len(q & s) / len(q)
+            if c > best:
+                best, arg = c, self.ids[i]
+        return best, arg
+
+
+def per_shingle_build(docs: Sequence[Document], params: IndexParams) -> float:
+    """What a user writes with datasketch alone: one MinHash per window, update() per shingle."""
+    from datasketch import MinHash, MinHashLSH
+
+    t0 = time.perf_counter()
+    lsh = MinHashLSH(num_perm=params.num_perm, params=(params.bands, params.rows))
+    key = 0
+    for d in docs:
+        w = tokenize(d.text).words
+        sh = [" ".join(w[i:i + params.shingle]).encode() for i in range(len(w) - params.shingle + 1)]
+        for s in range(0, max(1, len(sh) - params.window + params.stride), params.stride):
+            m = MinHash(num_perm=params.num_perm, seed=params.seed)
+            for x in sh[s:s + params.window]:
+                m.update(x)
+            lsh.insert(key, m, check_duplication=False)
+            key += 1
+    return time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------- SHIELD
+
+
+def perturb(words: list[str], rate: float, rng: random.Random) -> list[str]:
+    """Drop or swap (with the next word) about `rate` of the words, then change case and punctuation."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if rng.random() < rate:
+            if rng.random() < 0.5:
+                i += 1  # drop
+                continue
+            if i + 1 < len(words):
+                out.extend([words[i + 1], words[i]])  # swap
+                i += 2
+                continue
+        out.append(words[i])
+        i += 1
+    res = []
+    for w in out:
+        r = rng.random()
+        if r < 0.15:
+            w = w.upper()
+        elif r < 0.3:
+            w = w.lower()
+        core = w.strip(".,;:!?\"'“”‘’()-—_")
+        r = rng.random()
+        if r < 0.2:
+            w = core  # punctuation removed
+        elif r < 0.3:
+            w = core + rng.choice([",", ";", " -", "...", "!"])
+        res.append(w)
+    return res
+
+
+def sample_windows(texts: Sequence[tuple[str, str]], length: int, count: int, rng: random.Random
+                   ) -> list[tuple[str, list[str]]]:
+    """(doc id, whitespace words) windows of `length` words from random docs long enough."""
+    split = [(i, t.split()) for i, t in texts]
+    split = [(i, w) for i, w in split if len(w) >= length]
+    out = []
+    for _ in range(count):
+        doc_id, w = rng.choice(split)
+        s = rng.randrange(len(w) - length + 1)
+        out.append((doc_id, w[s:s + length]))
+    return out
+
+
+@dataclass
+class Corpora:
+    protected: list[Document]
+    negatives: list[tuple[str, str]]
+    dropped: list[str]
+
+
+def load_shield(ev: Path) -> Corpora:
+    bsnc = jsonl(ev / "shield-public-domain" / "bsnc.jsonl")
+    bep = jsonl(ev / "shield-public-domain" / "bep.jsonl")
+    prot = [r for r in bsnc if int(r["id"].split("-")[1]) < 50]
+    held = [r for r in bsnc if int(r["id"].split("-")[1]) >= 50]
+    docs = [Document(r["id"], r["text"], r.get("title") or r.get("title_author", "")) for r in prot]
+    gb_titles = {"11": "Alice's Adventures in Wonderland", "1342": "Pride and Prejudice", "84": "Frankenstein",
+                 "1661": "The Adventures of Sherlock Holmes", "2701": "Moby-Dick"}
+    for num, title in gb_titles.items():
+        text = strip_gutenberg((ev / "gutenberg-books" / f"{num}-0.txt").read_text(encoding="utf-8"))
+        docs.append(Document(f"pg-{num}", text, title))
+
+    def key(title: str) -> str:
+        return "".join(ch for ch in title.casefold() if ch.isalnum())[:20]
+
+    protected_titles = {key(d.title) for d in docs} | {key(r.get("title_author", "")) for r in prot}
+    negatives, dropped = [], []
+    for r in held + bep:
+        t = r.get("title") or r.get("title_author", "")
+        if key(t) in protected_titles or any(key(t).startswith(p) or p.startswith(key(t)) for p in protected_titles if len(p) > 6):
+            dropped.append(r["id"])
+            continue
+        negatives.append((r["id"], r["text"]))
+    return Corpora(docs, negatives, dropped)
+
+
+def run_shield(ev: Path, quick: bool, out: list[str]) -> dict:
+    rng = random.Random(20261123)
+    c = load_shield(ev)
+    n_pos = 100 if quick else 400
+    n_neg = 300 if quick else 1500
+    t0 = time.perf_counter()
+    index = CorpusIndex()
+    index.add(c.protected)
+    t_add = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.build_lsh()
+    t_lsh = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    base = NgramBaseline(c.protected)
+    t_base = time.perf_counter() - t0
+    texts = [(d.id, d.text) for d in c.protected]
+    st = index.stats()
+    out.append(f"Protected corpus: {len(c.protected)} documents, {st['words']:,} words, {st['windows']:,} windows; "
+               f"negatives: {len(c.negatives)} texts (dropped as also protected: {', '.join(c.dropped) or 'none'}).")
+    out.append(f"Index build {t_add:.2f} s + LSH {t_lsh:.2f} s (baseline 3-gram sets {t_base:.2f} s).")
+    out.append("")
+    out.append("| words | variant | recall@FPR<=1% | threshold | recall@0.8 | FPR@0.8 | AUC | baseline recall@FPR<=1% | baseline AUC | top-1 source |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    summary: dict = {}
+    lat_ours: list[float] = []
+    lat_base: list[float] = []
+    cand_sets: dict = {}
+    for length in (30, 50, 100):
+        negs = sample_windows(c.negatives, length, n_neg, rng)
+        neg_s, neg_b = [], []
+        for _, w in negs:
+            text = " ".join(w)
+            t = time.perf_counter()
+            ms = index.search(text, min_words=MIN_WORDS)
+            lat_ours.append(time.perf_counter() - t)
+            neg_s.append(max((m.similarity for m in ms), default=0.0))
+            t = time.perf_counter()
+            neg_b.append(base.score(text)[0])
+            lat_base.append(time.perf_counter() - t)
+        for variant, rate in (("exact", 0.0), ("5% perturbed", 0.05), ("10% perturbed", 0.10)):
+            pos = sample_windows(texts, length, n_pos, rng)
+            pos_s, pos_b, top1 = [], [], []
+            qtexts = []
+            for doc_id, w in pos:
+                words = perturb(w, rate, rng) if rate else w
+                text = " ".join(words)
+                qtexts.append((doc_id, text))
+                ms = index.search(text, min_words=MIN_WORDS)
+                pos_s.append(max((m.similarity for m in ms), default=0.0))
+                top1.append(bool(ms) and ms[0].source_id == doc_id)
+                pos_b.append(base.score(text)[0])
+            cand_sets[(length, variant)] = qtexts
+            r, thr = recall_at_fpr(pos_s, neg_s)
+            rb, _ = recall_at_fpr(pos_b, neg_b)
+            dep = float(np.mean(np.asarray(pos_s) >= DEPLOYED))
+            fpr_dep = float(np.mean(np.asarray(neg_s) >= DEPLOYED))
+            auc, aucb = roc_auc(pos_s, neg_s), roc_auc(pos_b, neg_b)
+            summary[f"{length}/{variant}"] = {"recall_at_fpr1": r, "recall_deployed": dep, "fpr_deployed": fpr_dep,
+                                              "auc": auc, "baseline_recall_at_fpr1": rb, "top1": float(np.mean(top1))}
+            out.append(f"| {length} | {variant} | {r:.3f} | {thr:.2f} | {dep:.3f} | {fpr_dep:.3f} | {auc:.3f} | {rb:.3f} | "
+                       f"{aucb:.3f} | {np.mean(top1):.3f} |")
+        cand_sets[(length, "neg")] = [(None, " ".join(w)) for _, w in negs]
+    out.append("")
+    out.append(f"n = {n_pos} positives per cell, {n_neg} negatives per length. Check latency on these windows: "
+               f"ours p50 {1000 * statistics.median(lat_ours):.2f} ms, baseline p50 {1000 * statistics.median(lat_base):.2f} ms "
+               f"(x{statistics.median(lat_base) / statistics.median(lat_ours):.1f}).")
+    summary["latency_ms_p50"] = 1000 * statistics.median(lat_ours)
+    summary["baseline_latency_ms_p50"] = 1000 * statistics.median(lat_base)
+    out.append("")
+    compare_ensemble(index, cand_sets, out, quick)
+    return summary
+
+
+def compare_ensemble(index: CorpusIndex, cand_sets: dict, out: list[str], quick: bool) -> None:
+    """Candidate stage only: MinHashLSH (Jaccard, our bands) vs MinHashLSHEnsemble (containment)."""
+    from datasketch import MinHashLSHEnsemble
+
+    from detectors.copyright_text import shingle_hashes, word_hashes
+
+    p = index.params
+    a = index._a  # noqa: SLF001 - benchmark reads the arrays directly
+    hasher = index.hasher
+    t0 = time.perf_counter()
+    ens = MinHashLSHEnsemble(threshold=0.5, num_perm=p.num_perm, num_part=16)
+    sizes = np.minimum(p.window, (a.sh_off[a.win_doc + 1] - a.sh_off[a.win_doc]) - a.win_start)
+    ens.index((int(k), hasher.lean(s), int(max(1, n))) for k, s, n in zip(a.win_key, a.sigs, sizes))
+    t_ens = time.perf_counter() - t0
+    win_doc = {int(k): index.docs[int(d)].id for k, d in zip(a.win_key, a.win_doc)}
+
+    def lsh_cands(text: str) -> set[str]:
+        qsh = shingle_hashes(word_hashes(tokenize(text).words), p.shingle)
+        _, sigs = hasher.window_signatures(qsh, p.window, 4)
+        return {index.docs[int(a.win_doc[r])].id for r in index.candidates(sigs)}
+
+    def ens_cands(text: str) -> set[str]:
+        qsh = shingle_hashes(word_hashes(tokenize(text).words), p.shingle)
+        starts, sigs = hasher.window_signatures(qsh, p.window, 4)
+        found: set[str] = set()
+        for s, sig in zip(starts, sigs):
+            size = int(min(p.window, len(qsh) - s))
+            found.update(win_doc[k] for k in ens.query(hasher.lean(sig), size))
+        return found
+
+    out.append("LSH candidate stage on the same windows (share of positives whose source is a candidate; "
+               "mean candidate documents per negative; query time):")
+    out.append("")
+    out.append("| words | variant | MinHashLSH recall | MinHashLSHEnsemble recall | LSH cands/neg | Ensemble cands/neg | LSH ms | Ensemble ms |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    lim = 60 if quick else 200
+    for length in (30, 50, 100):
+        negs = cand_sets[(length, "neg")][:lim]
+        t = time.perf_counter()
+        ln = [len(lsh_cands(x)) for _, x in negs]
+        t_l = (time.perf_counter() - t) / len(negs)
+        t = time.perf_counter()
+        en = [len(ens_cands(x)) for _, x in negs]
+        t_e = (time.perf_counter() - t) / len(negs)
+        for variant in ("exact", "10% perturbed"):
+            pos = cand_sets[(length, variant)][:lim]
+            lr = np.mean([d in lsh_cands(x) for d, x in pos])
+            er = np.mean([d in ens_cands(x) for d, x in pos])
+            out.append(f"| {length} | {variant} | {lr:.3f} | {er:.3f} | {np.mean(ln):.2f} | {np.mean(en):.2f} | "
+                       f"{1000 * t_l:.2f} | {1000 * t_e:.2f} |")
+    out.append("")
+    out.append(f"MinHashLSHEnsemble (containment threshold 0.5, 16 partitions) index build: {t_ens:.2f} s.")
+    out.append("")
+
+
+# ------------------------------------------------------------------------------------------- Clough
+
+
+def run_clough(ev: Path, out: list[str]) -> dict:
+    rows = jsonl(ev / "clough-stevenson-plagiarism" / "clough_stevenson_answers.jsonl")
+    origs = [Document(r["task"], r["text"], r["file"]) for r in rows if r["category"] == "orig"]
+    answers = [r for r in rows if r["category"] != "orig"]
+    index = CorpusIndex()
+    index.add(origs)
+    base = NgramBaseline(origs)
+    span_s, share_s, cont_s, base_s, labels, cats, top1 = [], [], [], [], [], [], []
+    for r in answers:
+        ms = index.search(r["text"], min_words=MIN_WORDS)
+        span_s.append(max((m.similarity for m in ms), default=0.0))
+        loose = index.search(r["text"], min_words=8)
+        n = max(1, len(tokenize(r["text"])))
+        share_s.append(sum(m.matched_words for m in loose) / n)
+        cont_s.append(max(index.containment(r["text"]).values(), default=0.0))
+        base_s.append(base.score(r["text"])[0])
+        labels.append(r["is_plagiarised"])
+        cats.append(r["category"])
+        top1.append(loose[0].source_id == r["task"] if loose else False)
+    lab = np.asarray(labels)
+
+    def auc(s: list[float]) -> float:
+        s_ = np.asarray(s)
+        return roc_auc(s_[lab == 1], s_[lab == 0])
+
+    out.append("| score | ROC-AUC (plagiarised vs non) |")
+    out.append("|---|---|")
+    out.append(f"| share of the answer inside verified spans (min 8 words) | {auc(share_s):.3f} |")
+    out.append(f"| best span similarity (default policy, min 20 words) | {auc(span_s):.3f} |")
+    out.append(f"| 3-gram containment in LSH candidates only (`CorpusIndex.containment`) | {auc(cont_s):.3f} |")
+    out.append(f"| baseline: exhaustive 3-gram containment (every document) | {auc(base_s):.3f} |")
+    out.append("")
+    out.append("| category | n | detected at default policy (span >= 20 words, similarity >= 0.8) | any verified span (>= 8 words) | baseline containment >= 0.5 |")
+    out.append("|---|---|---|---|---|")
+    det = {}
+    for cat in ("cut", "light", "heavy", "non"):
+        sel = [i for i, c in enumerate(cats) if c == cat]
+        d = np.mean([span_s[i] >= DEPLOYED for i in sel])
+        anyv = np.mean([share_s[i] > 0 for i in sel])
+        b = np.mean([base_s[i] >= 0.5 for i in sel])
+        det[cat] = float(d)
+        out.append(f"| {cat} | {len(sel)} | {d:.3f} | {anyv:.3f} | {b:.3f} |")
+    plag = [i for i, v in enumerate(labels) if v == 1]
+    acc = float(np.mean([top1[i] for i in plag]))
+    out.append("")
+    out.append(f"Top-1 source accuracy over the 57 plagiarised answers (no span counts as wrong): {acc:.3f}.")
+    out.append("")
+    return {"auc_containment": auc(cont_s), "auc_share": auc(share_s), "auc_span": auc(span_s), "auc_baseline": auc(base_s), "detected": det, "top1": acc}
+
+
+# ------------------------------------------------------------------------------------------- scale
+
+
+def synthetic_docs(ev: Path, n: int, words_per_doc: int, rng: np.random.Generator) -> list[Document]:
+    text = (ev / "gutenberg-books" / "1342-0.txt").read_text(encoding="utf-8")
+    vocab, counts = np.unique(np.asarray(text.split()), return_counts=True)
+    p = counts / counts.sum()
+    draws = rng.choice(len(vocab), size=(n, words_per_doc), p=p)
+    return [Document(f"syn-{i:06d}", " ".join(vocab[row].tolist()), f"Synthetic {i}") for i, row in enumerate(draws)]
+
+
+def run_scale(ev: Path, quick: bool, out: list[str]) -> dict:
+    sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000)
+    n_q = 50 if quick else 200
+    rng = np.random.default_rng(7)
+    prng = random.Random(7)
+    held = [r["text"] for r in jsonl(ev / "shield-public-domain" / "bsnc.jsonl")[50:]]
+    outputs = []
+    for _ in range(n_q):
+        t = prng.choice(held)
+        s = prng.randrange(max(1, len(t) - 1000))
+        outputs.append(t[s:s + 1000])
+    out.append("| documents | build s | LSH s | baseline build s (per-shingle update) | index MB (arrays) | RSS +MB | "
+               "p50 ms (no reuse) | p99 ms | p50 ms (50-word copy) | p99 ms | baseline p50 ms (3-gram scan) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    res = {}
+    for n in sizes:
+        docs = synthetic_docs(ev, n, 160, rng)
+        gc.collect()
+        rss0 = rss_mb()
+        t0 = time.perf_counter()
+        index = CorpusIndex()
+        index.add(docs)
+        t_add = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index.build_lsh()
+        t_lsh = time.perf_counter() - t0
+        rss1 = rss_mb()
+        sub = docs if n <= 1000 else docs[:1000]
+        t_b = per_shingle_build(sub, index.params) * (n / len(sub))
+        copies = []
+        for q in outputs:
+            d = prng.choice(docs).text.split()
+            s = prng.randrange(len(d) - 50)
+            cut = prng.randrange(100, 600)
+            copies.append((q[:cut] + " " + " ".join(d[s:s + 50]) + " " + q[cut:])[:1000])
+        lat_neg, lat_pos, hits = [], [], 0
+        for q in outputs:
+            t = time.perf_counter()
+            index.search(q)
+            lat_neg.append(1000 * (time.perf_counter() - t))
+        for q in copies:
+            t = time.perf_counter()
+            hits += bool(index.search(q))
+            lat_pos.append(1000 * (time.perf_counter() - t))
+        if n <= 10_000:
+            base = NgramBaseline(docs)
+            lb = []
+            for q in outputs[:20]:
+                t = time.perf_counter()
+                base.score(q)
+                lb.append(1000 * (time.perf_counter() - t))
+            base_p50 = f"{statistics.median(lb):.1f}"
+            del base
+        else:
+            base_p50 = "not run (linear in documents)"
+        pct = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
+        mb = index.stats()["array_bytes"] / 2**20
+        res[n] = {"build_s": t_add, "lsh_s": t_lsh, "baseline_build_s": t_b, "p50": pct(lat_neg, 50), "p99": pct(lat_neg, 99),
+                  "p50_copy": pct(lat_pos, 50), "p99_copy": pct(lat_pos, 99), "copy_detected": hits / len(copies)}
+        out.append(f"| {n:,} | {t_add:.1f} | {t_lsh:.1f} | {t_b:.1f}{'' if n <= 1000 else ' (extrapolated from 1k)'} | "
+                   f"{mb:.0f} | {rss1 - rss0:.0f} | {pct(lat_neg, 50):.2f} | {pct(lat_neg, 99):.2f} | {pct(lat_pos, 50):.2f} | "
+                   f"{pct(lat_pos, 99):.2f} | {base_p50} |")
+        print(out[-1], flush=True)
+        del index, docs
+        gc.collect()
+    out.append("")
+    out.append("50-word copies detected at scale: " + ", ".join(f"{n:,}: {r['copy_detected']:.2f}" for n, r in res.items()) + ".")
+    out.append("")
+    return res
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def write_results(lines: list[str]) -> None:
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    section = "## Copyright\n\n" + "\n".join(lines).rstrip() + "\n"
+    start = text.find("## Copyright\n")
+    if start < 0:
+        text = text.rstrip() + "\n\n" + section
+    else:
+        nxt = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small samples, scale up to 10k documents (< 2 min)")
+    ap.add_argument("--write-results", action="store_true", help="replace the '## Copyright' section of RESULTS.md")
+    ap.add_argument("--skip-scale", action="store_true")
+    args = ap.parse_args(argv)
+    ev = eval_dir()
+    if not (ev / "shield-public-domain").exists():
+        print(f"eval data not found at {ev} (set TRUSTWALL_EVAL_DATA)", file=sys.stderr)
+        return 2
+    t_start = time.perf_counter()
+    out: list[str] = []
+    cmd = "python -m benchmarks.bench_copyright" + (" --quick" if args.quick else "")
+    out.append(f"Command: `.venv/bin/{cmd}`. Machine: {platform.machine()} CPU, {os.cpu_count()} cores "
+               f"(shared and loaded during the run; timings are noisy, compare ratios). Index defaults: "
+               f"{IndexParams()}.")
+    out.append("")
+    out.append("### Verbatim and near-verbatim reuse (SHIELD bsnc + Gutenberg)")
+    out.append("")
+    run_shield(ev, args.quick, out)
+    print("\n".join(out), flush=True)
+    n0 = len(out)
+    out.append("### Graded paraphrase (Clough & Stevenson)")
+    out.append("")
+    run_clough(ev, out)
+    print("\n".join(out[n0:]), flush=True)
+    if not args.skip_scale:
+        out.append("### Scale (synthetic 160-word documents, 1,000-character outputs)")
+        out.append("")
+        run_scale(ev, args.quick, out)
+        print("\n".join(out[-3:]), flush=True)
+    out.append(f"Total benchmark time {time.perf_counter() - t_start:.0f} s.")
+    if args.write_results:
+        write_results(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
