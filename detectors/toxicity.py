@@ -53,10 +53,8 @@ Ensemble = Literal["mean", "max", "bilstm", "profanity"]
 
 
 def models_root() -> Path:
-    """detectors/models inside the installed package."""
-    from importlib.resources import files
-
-    return Path(str(files("detectors").joinpath("models")))
+    """detectors/models inside the installed package (package data, next to this module)."""
+    return Path(__file__).resolve().parent / "models"
 
 
 # ------------------------------------------------------------------------------------------ sentences

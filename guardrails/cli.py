@@ -148,6 +148,7 @@ def bench(
 
 # --- sub-apps --- (each capability mounts its commands here, one line each)
 app.add_typer(__import__("guardrails.cli_corpus", fromlist=["app"]).app, name="corpus")
+app.add_typer(__import__("guardrails.cli_models", fromlist=["app"]).app, name="models")
 app.add_typer(__import__("guardrails.cli_audit", fromlist=["app"]).app, name="audit")
 
 
