@@ -1,0 +1,250 @@
+"""Copyright detector: normalisation and offsets, datasketch-compatible hashing, span merging,
+search behaviour, allow/cite lists, empty corpus, and the pipeline end to end."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasketch import MinHash, MinHashLSH
+
+from detectors.copyright import CITE_CATEGORY, CopyrightOptions, citation_block
+from detectors.copyright_index import CorpusIndex, Document
+from detectors.copyright_text import (
+    MinHasher,
+    covered_words,
+    normalise,
+    runs,
+    shingle_hashes,
+    tokenize,
+    word_hashes,
+)
+from guardrails.detector import BuildContext
+from guardrails.policy import parse_policy
+from guardrails.runtime import build_runtime
+from guardrails.settings import Settings
+from guardrails.types import Action, CallContext
+
+_RNG = random.Random(5)
+_VOCAB = [f"w{i}" for i in range(3000)]
+
+
+def prose(n: int, rng: random.Random = _RNG) -> str:
+    return " ".join(rng.choice(_VOCAB) for _ in range(n))
+
+
+SOURCE_A = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
+            "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of "
+            "Light, it was the season of Darkness, it was the spring of hope, it was the winter of despair, we had "
+            "everything before us, we had nothing before us, we were all going direct to Heaven, we were all "
+            "going direct the other way.")
+
+
+@pytest.fixture(scope="module")
+def corpus() -> CorpusIndex:
+    rng = random.Random(11)
+    idx = CorpusIndex()
+    idx.add([Document("tale", SOURCE_A, "A Tale of Two Cities", "public-domain")]
+            + [Document(f"doc{i}", prose(400, rng), f"Doc {i}") for i in range(20)])
+    idx.build_lsh()
+    return idx
+
+
+# ----------------------------------------------------------------------------------- normalisation
+
+
+def test_normalise_folds_case_punctuation_whitespace_and_compatibility_forms() -> None:
+    assert normalise("Marley was DEAD:   to begin\twith!!") == "marley was dead to begin with"
+    assert normalise("“Ｆｕｌｌ-width” ﬁne STRASSE Straße") == "full width fine strasse strasse"
+    assert normalise("café") == normalise("cafe\u0301") == "café"  # composed and decomposed agree
+    assert normalise("snake_case ... --- ") == "snake case"
+    assert normalise("") == "" and normalise("?!") == ""
+
+
+def test_tokens_map_back_to_original_offsets() -> None:
+    text = "  Ｈｅｌｌｏ, WORLD —  ﬁne\u00a0day "
+    toks = tokenize(text)
+    assert toks.words == ["hello", "world", "fine", "day"]
+    assert [text[s:e] for s, e in zip(toks.starts, toks.ends)] == ["Ｈｅｌｌｏ", "WORLD", "ﬁne", "day"]
+
+
+def test_word_hashes_are_stable_and_length_independent() -> None:
+    a = word_hashes(["alpha", "be", "alpha"])
+    b = word_hashes(["alpha"])
+    c = word_hashes(["x" * 200, "alpha"])  # a long word in the batch changes nothing for the others
+    assert a[0] == a[2] == b[0] == c[1]
+    assert a[0] != a[1]
+    assert word_hashes(["x" * 200])[0] != word_hashes(["x" * 201])[0]
+
+
+def test_vectorised_minhash_equals_datasketch() -> None:
+    sh = shingle_hashes(word_hashes(tokenize(SOURCE_A).words), 3)
+    mh = MinHasher(num_perm=16, seed=1)
+    ref = MinHash(num_perm=16, seed=1, scheme="affine32", hashfunc=lambda x: x)
+    ref.update_batch([int(x) for x in sh])
+    assert np.array_equal(ref.hashvalues, mh.signature(sh))
+    starts, sigs = mh.window_signatures(sh, 8, 4)
+    for s, sig in zip(starts, sigs):
+        assert np.array_equal(sig, mh.signature(sh[s:s + 8]))
+    assert starts[-1] + 8 >= len(sh) - 4  # the tail is covered
+
+
+def test_bulk_lsh_insert_matches_datasketch_insert(corpus: CorpusIndex) -> None:
+    p = corpus.params
+    ref = MinHashLSH(num_perm=p.num_perm, params=(p.bands, p.rows))
+    a = corpus._a
+    for key, sig in zip(a.win_key[:50].tolist(), a.sigs[:50]):
+        ref.insert(key, corpus.hasher.lean(sig))
+    ours = corpus.build_lsh()
+    for key, sig in zip(a.win_key[:50].tolist(), a.sigs[:50]):
+        assert key in ours.query(corpus.hasher.lean(sig))
+        assert sorted(ref.keys.get(key)) == sorted(ours.keys.get(key))
+
+
+# ----------------------------------------------------------------------------------- span merging
+
+
+def test_covered_words_and_runs_bridge_small_gaps_only() -> None:
+    matched = np.zeros(30, dtype=bool)
+    matched[[0, 1, 2, 10, 11, 25]] = True
+    cov = covered_words(matched, 3, 32)
+    assert cov[:5].all() and not cov[5] and cov[10:14].all() and cov[25:28].all() and not cov[28]
+    assert runs(cov, max_gap=3) == [(0, 5), (10, 14), (25, 28)]
+    assert runs(cov, max_gap=5) == [(0, 14), (25, 28)]
+    assert runs(np.zeros(4, dtype=bool), 3) == []
+
+
+def test_adjacent_hits_merge_into_one_span_with_source_offsets(corpus: CorpusIndex) -> None:
+    text = "As the novel says: " + SOURCE_A.upper().replace(",", "") + " That is all."
+    (m,) = corpus.search(text, min_words=10)
+    assert m.source_id == "tale" and m.title == "A Tale of Two Cities"
+    assert text[m.span[0]:m.span[1]].startswith("IT WAS THE BEST") and text[m.span[0]:m.span[1]].endswith("OTHER WAY")
+    assert m.source_span == (0, len(SOURCE_A) - 1)
+    assert m.similarity == 1.0 and m.words == m.matched_words == len(tokenize(SOURCE_A))
+
+
+def test_near_verbatim_copy_is_found_with_lower_similarity(corpus: CorpusIndex) -> None:
+    words = SOURCE_A.split()
+    del words[7], words[20], words[33]  # three drops
+    words[40], words[41] = words[41], words[40]  # one swap
+    (m,) = corpus.search(" ".join(words), min_words=10)
+    assert m.source_id == "tale" and 0.8 <= m.similarity < 1.0
+
+
+def test_two_separate_copies_give_two_spans(corpus: CorpusIndex) -> None:
+    doc3 = prose(400, random.Random(11))  # same rng sequence: doc0 of the corpus
+    rng = random.Random(11)
+    docs = [prose(400, rng) for _ in range(3)]
+    assert docs[0] == doc3
+    part1 = " ".join(docs[1].split()[100:140])
+    part2 = " ".join(docs[2].split()[200:240])
+    text = f"{prose(30)}. {part1}. {prose(40)}. {part2}. {prose(10)}"
+    ms = corpus.search(text, min_words=20)
+    assert {m.source_id for m in ms} == {"doc1", "doc2"}
+    spans = sorted(m.span for m in ms)
+    assert spans[0][1] < spans[1][0]
+    by_id = {m.source_id: m for m in ms}
+    assert text[by_id["doc1"].span[0]:by_id["doc1"].span[1]] == part1
+
+
+def test_unrelated_text_and_short_overlaps_find_nothing(corpus: CorpusIndex) -> None:
+    assert corpus.search(prose(300, random.Random(99))) == []
+    short = " ".join(SOURCE_A.split()[:12])
+    assert corpus.search(f"{prose(20)} {short} {prose(20)}", min_words=20) == []
+
+
+def test_allow_list_excludes_licensed_sources(corpus: CorpusIndex) -> None:
+    from detectors.copyright_index import allow_filter
+
+    assert corpus.search(SOURCE_A, exclude=allow_filter(["ta*"], [])) == []
+    assert corpus.search(SOURCE_A, exclude=allow_filter([], ["Public-Domain"])) == []
+    assert corpus.search(SOURCE_A, exclude=allow_filter(["doc*"], ["cc-by"]))
+
+
+# ----------------------------------------------------------------------------------- detector
+
+
+def _policy(options: str = "", rules: str = '"*": {action: block, threshold: 0.8}') -> str:
+    return f"""
+policy: {{id: cr-test}}
+detectors:
+  - name: copyright
+    type: copyright
+    stages: [output]
+    options: {{{options}}}
+    rules: {{{rules}}}
+"""
+
+
+def _runtime(tmp_path: Path, corpus: CorpusIndex | None, text: str) -> object:
+    from detectors.registry import builtin_registry
+
+    settings = Settings(data_dir=tmp_path / "data", hash_key="k", audit_key="k")
+    if corpus is not None:
+        corpus.save(tmp_path / "data" / "copyright" / "index.npz")
+    return build_runtime(settings, policy=parse_policy(text, registry=builtin_registry()), audit=False)
+
+
+async def test_empty_corpus_finds_nothing(tmp_path: Path) -> None:
+    rt = _runtime(tmp_path, None, _policy())
+    det = rt.detectors["copyright"]
+    assert det.info()["documents"] == 0 and det.index._lsh is None  # nothing built, nothing to cost
+    dec = await rt.pipeline.check_output(SOURCE_A, CallContext())
+    assert dec.action is Action.ALLOW and not dec.findings
+
+
+async def test_pipeline_blocks_and_redacts_with_span_evidence(tmp_path: Path, corpus: CorpusIndex) -> None:
+    rt = _runtime(tmp_path, corpus, _policy())
+    out = "Sure. " + SOURCE_A + " Hope that helps."
+    dec = await rt.pipeline.check_output(out, CallContext())
+    assert dec.action is Action.BLOCK
+    (f,) = dec.findings
+    assert f.category == "copyright" and f.score == 1.0 and out[f.span[0]:f.span[1]].startswith("It was the best")
+    assert f.evidence["source_id"] == "tale" and f.evidence["source_start"] == 0
+    assert set(f.evidence) >= {"source_id", "title", "source_start", "source_end", "similarity"}
+    assert not any(isinstance(v, str) and "times" in v for v in f.evidence.values())  # no raw text
+
+    rt2 = _runtime(tmp_path / "r", corpus, _policy(rules='"*": {action: redact, threshold: 0.8}'))
+    dec2 = await rt2.pipeline.check_output(out, CallContext())
+    assert dec2.action is Action.REDACT and dec2.text == "Sure. <copyright>. Hope that helps."
+
+
+async def test_cite_mode_passes_with_a_citation(tmp_path: Path, corpus: CorpusIndex) -> None:
+    rt = _runtime(tmp_path, corpus, _policy(options='cite_licences: [public-domain]',
+                                            rules='copyright_cite: {action: flag, threshold: 0.8}, '
+                                                  '"*": {action: block, threshold: 0.8}'))
+    dec = await rt.pipeline.check_output(SOURCE_A, CallContext())
+    assert dec.action is Action.FLAG
+    (j,) = dec.judgements
+    assert j.finding.category == CITE_CATEGORY and j.finding.evidence["citation"] == "A Tale of Two Cities (tale)"
+    assert citation_block(dec.judgements) == "\n\nSources: A Tale of Two Cities (tale)"
+    assert citation_block([]) == ""
+
+
+async def test_allow_sources_option_in_policy(tmp_path: Path, corpus: CorpusIndex) -> None:
+    rt = _runtime(tmp_path, corpus, _policy(options="allow_sources: [tale]"))
+    dec = await rt.pipeline.check_output(SOURCE_A, CallContext())
+    assert dec.action is Action.ALLOW and not dec.findings
+
+
+def test_explicit_corpus_path_must_exist(tmp_path: Path) -> None:
+    from detectors.copyright import _build, resolve_corpus
+    from guardrails.errors import TrustwallError
+
+    build = BuildContext(settings=Settings(data_dir=tmp_path))
+    opts = CopyrightOptions(corpus=str(tmp_path / "nope"))
+    assert resolve_corpus(opts, build) == tmp_path / "nope" / "index.npz"
+    with pytest.raises(TrustwallError, match="no corpus index"):
+        _build(type("S", (), {"name": "c"})(), opts, build)
+
+
+def test_bad_options_are_policy_errors() -> None:
+    from detectors.registry import builtin_registry
+    from guardrails.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="min_words"):
+        parse_policy(_policy(options="min_words: 1"), registry=builtin_registry())
+    with pytest.raises(PolicyError, match="unknown field"):
+        parse_policy(_policy(options="treshold: 1"), registry=builtin_registry())
