@@ -94,8 +94,8 @@ def verify_sink(sink: AuditSink, verifiers: Mapping[str, Any]) -> VerifyReport:
             if r.seq < 0:
                 return _fail(rep, expected, "unreadable line or record without seq (edited or inserted)")
             if r.seq < expected:
-                return _fail(rep, r.seq, f"record {r.seq} appears again or out of order after record {expected - 1} "
-                                         "(inserted or reordered)")
+                return _fail(rep, expected, f"record {r.seq} appears again or out of order after record {expected - 1} "
+                                            "(inserted or reordered)")
             missing = f"{expected}" if r.seq == expected + 1 else f"{expected}..{r.seq - 1}"
             return _fail(rep, expected, f"record(s) {missing} missing (deleted)")
         try:
