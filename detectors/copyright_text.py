@@ -19,6 +19,7 @@ scheme="affine32")` built from our arrays is interchangeable with `MinHash(...).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -27,6 +28,10 @@ import regex
 
 # A word is a run of letters, digits and combining marks. '_' and all punctuation/symbols/spaces separate.
 _WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")
+_ASCII_RE = re.compile(r"[a-z0-9]+")
+_ASCII_WORD = np.zeros(128, dtype=bool)
+_ASCII_WORD[[ord(c) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]] = True
+_ASCII_WORD.flags.writeable = False
 _MAX_WORD_CHARS = 48  # longer tokens (base64 blobs...) are hashed on their first 48 code points + length
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
@@ -61,30 +66,37 @@ def _norm_token(tok: str) -> str:
     return "".join(_WORD.findall(out))  # NFKC may introduce separators (e.g. '¼' -> '1⁄4'): drop them
 
 
+def _word_mask(text: str) -> np.ndarray:
+    """Per code point: is it part of a word? (vectorised; each distinct character classified once)"""
+    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    if text.isascii():
+        return _ASCII_WORD[cps]
+    uniq, inv = np.unique(cps, return_inverse=True)
+    cls = np.fromiter((_WORD.fullmatch(chr(c)) is not None for c in uniq.tolist()), dtype=bool, count=len(uniq))
+    return cls[inv.reshape(-1)]
+
+
 def tokenize(text: str) -> Tokens:
     """Split `text` into normalised words with their original offsets."""
-    spans: list[tuple[int, int]] = []
-    raw: list[str] = []
-    for m in _WORD.finditer(text):
-        spans.append(m.span())
-        raw.append(m.group())
-    if not raw:
+    mask = _word_mask(text) if text else np.zeros(0, dtype=bool)
+    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    if len(starts) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Tokens([], empty, empty)
+    if text.isascii():
+        return Tokens(_ASCII_RE.findall(text.lower()), starts, ends)
+    raw = _WORD.findall(text)  # the same runs as the mask, found in C
     joined = " ".join(raw)
-    if joined.isascii():
-        words = joined.lower().split(" ")
-    else:
-        norm = unicodedata.normalize("NFKC", joined).casefold()
-        words = norm.split(" ")
-        if len(words) != len(raw) or any(not w for w in words):
-            words = [_norm_token(t) for t in raw]
-    arr = np.array(spans, dtype=np.int64).reshape(-1, 2)
-    keep = [i for i, w in enumerate(words) if w] if not all(words) else None
-    if keep is not None:  # a token that normalised to nothing (rare): drop it
-        words = [words[i] for i in keep]
-        arr = arr[keep]
-    return Tokens(words, arr[:, 0].copy(), arr[:, 1].copy())
+    norm = unicodedata.normalize("NFKC", joined).casefold()
+    words = norm.split(" ")
+    if len(words) != len(raw) or not all(words):
+        words = [_norm_token(t) for t in raw]
+    if not all(words):  # a token that normalised to nothing (rare): drop it
+        keep = [i for i, w in enumerate(words) if w]
+        return Tokens([words[i] for i in keep], starts[keep], ends[keep])
+    return Tokens(words, starts, ends)
 
 
 def normalise(text: str) -> str:
