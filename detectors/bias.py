@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.types import CallContext, Finding
@@ -454,9 +454,19 @@ class BiasOptions(Options):
     lexicon: Path | None = Field(None, description="replace the embedded identity-group lexicon (JSON)")
     classifier: bool = Field(True, description="use the embedded ONNX stereotype classifier")
     classifier_path: Path | None = Field(None, description="another ONNX classifier with the same interface")
-    toxicity: bool = Field(True, description="use the runtime's toxicity scorer when one is shared")
+    toxicity: Literal["auto", "on", "off"] = Field(
+        "auto", description="identity-attack signal: auto = when the policy's toxicity detector shares a scorer "
+                            "(built before this detector), on = load the embedded toxicity model, off = never")
     attributes: list[str] = Field(default_factory=lambda: list(ATTRIBUTES), description="attributes to report")
     min_score: float = Field(0.3, ge=0.0, le=1.0, description="findings below this are not reported at all")
+
+    @field_validator("attributes")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [a for a in v if a not in ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"unknown attributes {unknown}; known: {', '.join(ATTRIBUTES)}")
+        return v
 
 
 class BiasDetector:
@@ -519,18 +529,19 @@ def load_scorer(options: BiasOptions | None = None, build: BuildContext | None =
             from guardrails.errors import DetectorError
 
             raise DetectorError("bias", f"classifier not found: {path}")
-    tox = _toxicity_fn(build) if (build is not None and options.toxicity) else None
+    tox = None
+    if build is not None and options.toxicity != "off":
+        if options.toxicity == "on" and _toxicity_fn(build) is None:
+            from detectors.toxicity import load_embedded
+
+            load_embedded(build.resources)
+        tox = _toxicity_fn(build)
     return BiasScorer(lex, clf, tox, min_score=options.min_score)
 
 
 def _build(spec: Any, options: BiasOptions, build: BuildContext) -> BiasDetector:
     from detectors.nlp import get_nlp
 
-    unknown = [a for a in options.attributes if a not in ATTRIBUTES]
-    if unknown:
-        from guardrails.errors import PolicyError
-
-        raise PolicyError(f"bias: unknown attributes {unknown}; known: {', '.join(ATTRIBUTES)}")
     nlp = get_nlp(build.resources, options.model, components=("tagger", "parser", "lemmatizer"))
     return BiasDetector(spec.name, load_scorer(options, build), nlp, options.attributes)
 

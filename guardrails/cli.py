@@ -150,6 +150,7 @@ def bench(
 app.add_typer(__import__("guardrails.cli_corpus", fromlist=["app"]).app, name="corpus")
 app.add_typer(__import__("guardrails.cli_models", fromlist=["app"]).app, name="models")
 app.add_typer(__import__("guardrails.cli_audit", fromlist=["app"]).app, name="audit")
+app.add_typer(__import__("guardrails.cli_bias", fromlist=["app"]).app, name="bias")
 
 
 def main() -> None:

