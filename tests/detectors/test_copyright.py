@@ -248,3 +248,22 @@ def test_bad_options_are_policy_errors() -> None:
         parse_policy(_policy(options="min_words: 1"), registry=builtin_registry())
     with pytest.raises(PolicyError, match="unknown field"):
         parse_policy(_policy(options="treshold: 1"), registry=builtin_registry())
+
+
+async def test_default_policy_copyright_entry_uses_the_data_dir_corpus(tmp_path: Path, corpus: CorpusIndex) -> None:
+    from detectors.registry import builtin_registry
+    from guardrails.policy import load_policy
+    from guardrails.settings import default_policy_path
+
+    reg = builtin_registry()
+    spec = next(d for d in load_policy(default_policy_path(), reg).detectors if d.type == "copyright")
+    dtype = reg.get("copyright")
+    build = BuildContext(settings=Settings(data_dir=tmp_path))
+    empty = dtype.factory(spec, dtype.options_model.model_validate(spec.options), build)
+    assert await empty.detect(["anything at all " * 20], CallContext()) == [[]]
+    corpus.save(tmp_path / "copyright" / "index.npz")
+    det = dtype.factory(spec, dtype.options_model.model_validate(spec.options), BuildContext(settings=Settings(data_dir=tmp_path)))
+    (found,) = await det.detect([SOURCE_A], CallContext())
+    assert [f.evidence["source_id"] for f in found] == ["tale"]
+    assert spec.rule_for("output", found[0].category).action == "block"
+    assert spec.rule_for("output", CITE_CATEGORY).action == "flag"
