@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import functools
 import inspect
+import logging
 import threading
 import time
 import weakref
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 T = TypeVar("T")
 OnBlock = Literal["raise", "refuse"]
 ROUTE_NAME = "decorator"
+log = logging.getLogger("trustwall.decorator")
 
 # ------------------------------------------------------------------------------------------ principal
 
@@ -590,13 +592,49 @@ class _Core:
                 self.runtime = self.factory()
             return self.runtime
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """Close the runtime (if owned) on the loop, then stop the loop. `quiet` (the finaliser, maybe at
+        interpreter exit, when no new thread may start): errors are logged, and the audit log is at
+        least closed synchronously."""
         rt = self.runtime if self.owns_runtime else None
-        if rt is not None and not self.loop.started:
-            asyncio.run(rt.aclose())  # the loop never ran: close the runtime on a short-lived one
-            self.loop.close()
-            return
-        self.loop.close(rt.aclose if rt is not None else None)
+        try:
+            if rt is not None and not self.loop.started:
+                self.loop.close()
+                _run_fresh(rt.aclose)  # the loop never ran: close the runtime on a short-lived one
+                return
+            self.loop.close(rt.aclose if rt is not None else None)
+        except Exception:
+            if not quiet:
+                raise
+            log.warning("closing a Guard failed; closing its audit log directly", exc_info=True)
+            close = getattr(getattr(rt, "audit", None), "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - last resort at exit
+                    log.error("audit log could not be closed", exc_info=True)
+
+
+def _run_fresh(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    """asyncio.run(coro_fn()), in a helper thread when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro_fn())
+        return
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro_fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            failure.append(exc)
+
+    t = threading.Thread(target=target, name="trustwall-guard-close")
+    t.start()
+    t.join()
+    if failure:
+        raise failure[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -626,7 +664,7 @@ class Guard:
         self.on_block: OnBlock = on_block
         self.principal = as_principal(principal) if principal is not None else None
         self._core = _Core(runtime, _factory, owns_runtime or runtime is None)
-        self._finalizer = weakref.finalize(self, self._core.close)
+        self._finalizer = weakref.finalize(self, self._core.close, True)  # also at interpreter exit
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -1002,8 +1040,10 @@ class Guard:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the runtime (when this Guard built it: flushes the audit sink) and stop the loop."""
-        self._finalizer()
+        """Close the runtime (when this Guard built it: flushes the audit sink) and stop the loop.
+        Idempotent; calls after it raise TrustwallError."""
+        if self._finalizer.detach() is not None:
+            self._core.close()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)

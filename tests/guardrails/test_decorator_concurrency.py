@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from guardrails.decorator import trustwall_principal
 
 from support import decorator_kit as kit
@@ -152,3 +154,50 @@ async def test_fifty_threads_and_two_hundred_tasks_each_get_their_own_values(tmp
     for r in rec.records:
         assert r.status == 200 and r.input is not None and "@example.com" not in r.input.text
     assert sum(r.streamed for r in rec.records) == TOTAL // 2
+
+
+NAMES = ["Maria Garcia", "James Smith", "Wei Zhang", "Olivia Brown", "Ahmed Khan", "Sophie Martin",
+         "Lucas Silva", "Emma Wilson", "Hiro Tanaka", "Priya Patel"]
+
+
+@pytest.mark.slow
+async def test_isolation_with_the_real_pii_detector(tmp_path: Path) -> None:
+    """The same guarantee with the embedded default policy's real detectors (Presidio + spaCy)."""
+    from guardrails import Guard
+    from guardrails.settings import Settings
+
+    g = Guard.from_settings(Settings(data_dir=tmp_path / "data"), audit=False)
+    seen: list[str] = []
+
+    def prompt(i: int) -> str:
+        return f"Please email {NAMES[i % len(NAMES)]} at contact{i}@example.com about order {i}."
+
+    @g.guard
+    def ask_sync(prompt: str) -> str:
+        seen.append(prompt)
+        time.sleep(random.random() / 100)
+        return f"Sure. {prompt}"
+
+    @g.guard
+    async def ask_async(prompt: str) -> str:
+        seen.append(prompt)
+        await asyncio.sleep(random.random() / 100)
+        return f"Sure. {prompt}"
+
+    results: dict[int, str] = {}
+    n_threads, n_tasks = 10, 30
+
+    def thread_main(i: int) -> None:
+        results[i] = ask_sync(prompt(i))
+
+    threads = [threading.Thread(target=thread_main, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    outs = await asyncio.gather(*(ask_async(prompt(i)) for i in range(n_threads, n_threads + n_tasks)))
+    results.update(zip(range(n_threads, n_threads + n_tasks), outs))
+    await asyncio.to_thread(lambda: [t.join(120) for t in threads])
+    g.close()
+    assert results == {i: f"Sure. {prompt(i)}" for i in range(n_threads + n_tasks)}
+    assert len(seen) == n_threads + n_tasks
+    assert not any("@example.com" in s for s in seen)
+    assert all("<EMAIL_ADDRESS_1>" in s for s in seen)
