@@ -9,7 +9,7 @@ generator the proxy mounts at ``GET /v1/audit/export``:
 
 JSONL lines are the stored canonical bodies with their hash (each line can be re-hashed). CSV and
 Parquet rows are flat: one column per scalar field; lists and findings are JSON text in CSV and typed
-lists/structs in Parquet.
+lists/structs in Parquet (a finding's evidence is JSON text there).
 """
 
 from __future__ import annotations
@@ -39,9 +39,15 @@ COLUMNS: tuple[str, ...] = (
 _NESTED = ("categories", "findings", "detector_errors", "checks", "input_text", "output_text")
 
 
-def flat_row(body: dict[str, Any], hash_: str) -> dict[str, Any]:
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)  # stateless, reused
+
+
+def flat_row(body: dict[str, Any], hash_: str, *, evidence_as_text: bool = True) -> dict[str, Any]:
+    """One flat row. Parquet keeps each finding's free-form evidence as JSON text (a fixed struct
+    schema); CSV, where the whole findings list is JSON text anyway, keeps it as an object."""
     lat, tok, text = body.get("latency_ms") or {}, body.get("tokens") or {}, body.get("text") or {}
-    findings = [{**f, "evidence": canonical(f.get("evidence") or {})} for f in body.get("findings", [])]
+    findings = ([{**f, "evidence": canonical(f.get("evidence") or {})} for f in body.get("findings", [])]
+                if evidence_as_text else list(body.get("findings", [])))
     return {
         "seq": body["seq"], "id": body["id"], "time": body["time"], "ts": float(body["ts"]),
         "principal_id": body["principal"]["id"], "principal_role": body["principal"]["role"],
@@ -141,7 +147,7 @@ class _Spool:
 
 def _csv_value(col: str, v: Any) -> Any:
     if col in _NESTED:
-        return "" if v is None else canonical(v)
+        return "" if v is None else _COMPACT.encode(v)
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -189,7 +195,7 @@ def _csv(records: Iterator[Stored], on_progress: Callable[[int], None] | None, c
     w.writerow(COLUMNS)
     n = 0
     for r in records:
-        row = flat_row(json.loads(r.body), r.hash)
+        row = flat_row(json.loads(r.body), r.hash, evidence_as_text=False)
         w.writerow([_csv_value(c, row[c]) for c in COLUMNS])
         n += 1
         if sio.tell() >= chunk_bytes:
