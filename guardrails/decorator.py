@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from guardrails.errors import Blocked, TrustwallError
+from guardrails.errors import AccessDenied, Blocked, TrustwallError
 from guardrails.types import ANONYMOUS, Action, CallContext, CallRecord, Decision, Principal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -453,19 +453,20 @@ class TextStreamProcessor:
 # --------------------------------------------------------------------------------------- one call
 
 
-def _status_for(decision: Decision | None) -> int:
-    return 400 if decision is not None and decision.blocked else 200
-
-
 class GuardedCall:
-    """The state of one guarded call: its context, decisions, timings and its one audit record.
+    """The state of one guarded call: its context, decisions, timings and its one audit record, written
+    with the proxy's conventions: an input block is status 400 / content_policy_violation, an answer
+    (refused or not) 200, an access denial its AccessDenied status and code, a caller gone 499 /
+    client_disconnected, a failing model 502 (or the status the error carries).
 
     Its coroutines run on the Guard's loop."""
 
-    def __init__(self, runtime: Runtime, ctx: CallContext, *, streamed: bool = False):
+    def __init__(self, runtime: Runtime, ctx: CallContext, *, streamed: bool = False,
+                 access_upstream: str | None = None):
         self.runtime = runtime
         self.ctx = ctx
         self.streamed = streamed
+        self.access_upstream = access_upstream  # the policy upstream the access rules see (default: the default)
         self.started_at = time.time()
         self._t0 = time.perf_counter()
         self.input: Decision | None = None
@@ -480,42 +481,65 @@ class GuardedCall:
         return self.runtime.pipeline
 
     async def check_input(self, texts: Sequence[str]) -> Decision:
-        self.input = await self.pipeline.check_input(list(texts), self.ctx)
-        if self.input.blocked:
-            await self.record(status=400)
-        return self.input
+        """Access rules (role, model), input checks, data categories per upstream; audits a refusal."""
+        from guardrails import access
+
+        policy, ctx = self.runtime.policy, self.ctx
+        try:
+            role = access.role_of(policy, ctx.principal)
+            if ctx.model:
+                access.check_model(role, ctx.principal, ctx.model)
+        except AccessDenied as exc:
+            await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
+            raise
+        dec = self.input = await self.pipeline.check_input(list(texts), ctx)
+        if dec.blocked:
+            await self.record(status=400, error="content_policy_violation")
+            return dec
+        upstream = dec.upstream or self.access_upstream or policy.default_upstream_name
+        try:
+            access.check_categories(role, ctx.principal, upstream, access.passing_categories(dec))
+        except AccessDenied as exc:
+            await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
+            raise
+        return dec
 
     async def check_output(self, texts: Sequence[str]) -> tuple[Decision, list[str]]:
         """Check the model's texts, restore what the principal may see, record the call."""
         dec = await self.pipeline.check_output(list(texts), self.ctx)
         self.output = dec
         restored = [] if dec.blocked else [self.pipeline.restore(t, self.ctx) for t in dec.texts]
-        await self.record(status=_status_for(dec))
+        await self.record(status=200)
         return dec, restored
 
     async def stream_done(self, proc: StreamProcessor, error: BaseException | None = None) -> Decision:
         self.output = proc.decision()
         if error is None:
-            await self.record(status=_status_for(self.output))
+            await self.record(status=200)
         else:
             await self.fail(error)
         return self.output
 
+    async def no_route(self) -> None:
+        await self.record(status=502, error="route_unavailable", final=Action.BLOCK)
+
     async def fail(self, exc: BaseException) -> None:
         if isinstance(exc, (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)):
-            await self.record(status=499, error="cancelled")
+            await self.record(status=499, error="client_disconnected")
         else:
             status = getattr(exc, "status_code", None)
-            await self.record(status=status if isinstance(status, int) else 502, error=type(exc).__name__)
+            await self.record(status=status if isinstance(status, int) else 502,
+                              error=f"model_error:{type(exc).__name__}")
 
     def model_done(self, t0: float) -> None:
         self.upstream_ms = (time.perf_counter() - t0) * 1000
 
-    async def record(self, *, status: int, error: str | None = None) -> None:
+    async def record(self, *, status: int, error: str | None = None, final: Action | None = None) -> None:
         if self.recorded:
             return
         self.recorded = True
-        final = max((d.action for d in (self.input, self.output) if d is not None), default=Action.ALLOW)
+        if final is None:
+            final = max((d.action for d in (self.input, self.output) if d is not None), default=Action.ALLOW)
         ctx = self.ctx
         await self.runtime.record(CallRecord(
             request_id=ctx.request_id, principal=ctx.principal, route=ctx.route or ROUTE_NAME, model=ctx.model,
@@ -731,9 +755,9 @@ class Guard:
         rt = self._core.runtime
         return rt if rt is not None else await asyncio.to_thread(self._core.ensure_runtime)
 
-    def _call(self, runtime: Runtime, ctx: CallContext, *, streamed: bool = False) -> GuardedCall:
-        _check_access(runtime, ctx)
-        return GuardedCall(runtime, ctx, streamed=streamed)
+    def _call(self, runtime: Runtime, ctx: CallContext, *, streamed: bool = False,
+              access_upstream: str | None = None) -> GuardedCall:
+        return GuardedCall(runtime, ctx, streamed=streamed, access_upstream=access_upstream)
 
     # -- manual checks --------------------------------------------------------------------------
 
@@ -851,7 +875,7 @@ class Guard:
         bound = binder.bind(args, kwargs)
         ctx = CallContext(principal=self._principal(bound.principal, opts.principal), model=opts.model,
                           upstream=opts.upstream, route=ROUTE_NAME)
-        return self._call(runtime, ctx, streamed=streamed), bound
+        return self._call(runtime, ctx, streamed=streamed, access_upstream=opts.upstream), bound
 
     def _target(self, fn: Callable[..., Any], dec: Decision, opts: _Options) -> Callable[..., Any] | Decision:
         """The function to call: `fn`, or a route's function; a Decision (to refuse) when none fits."""
@@ -877,7 +901,7 @@ class Guard:
                 return self._refuse(dec_in, opts, adapter)
             target = self._target(fn, dec_in, opts)
             if isinstance(target, Decision):
-                self._run(call.record(status=400, error="no_route"))
+                self._run(call.no_route())
                 return self._refuse(target, opts, adapter)
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
             t0 = time.perf_counter()
@@ -905,7 +929,7 @@ class Guard:
                 return self._refuse(dec_in, opts, adapter)
             target = self._target(fn, dec_in, opts)
             if isinstance(target, Decision):
-                await self._arun(call.record(status=400, error="no_route"))
+                await self._arun(call.no_route())
                 return self._refuse(target, opts, adapter)
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
             t0 = time.perf_counter()
@@ -937,7 +961,7 @@ class Guard:
                 return
             target = self._target(fn, dec_in, opts)
             if isinstance(target, Decision):
-                self._run(call.record(status=400, error="no_route"))
+                self._run(call.no_route())
                 yield self._refuse(target, opts, TextOutput())
                 return
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
@@ -956,7 +980,7 @@ class Guard:
                 return
             target = self._target(fn, dec_in, opts)
             if isinstance(target, Decision):
-                await self._arun(call.record(status=400, error="no_route"))
+                await self._arun(call.no_route())
                 yield self._refuse(target, opts, TextOutput())
                 return
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
@@ -1029,13 +1053,17 @@ class Guard:
     # -- clients --------------------------------------------------------------------------------
 
     def wrap_openai(self, client: Any, *, on_block: OnBlock | None = None, principal: Principal | str | None = None,
-                    routes: Mapping[str, Any] | None = None) -> Any:
+                    upstream: str | None = None, routes: Mapping[str, Any] | None = None) -> Any:
         """A view of an `openai.OpenAI` / `openai.AsyncOpenAI` client whose `chat.completions.create`
-        (streamed or not) runs through this Guard in-process. Everything else is the client's own."""
+        (streamed or not) runs through this Guard in-process. Everything else is the client's own.
+
+        upstream: the policy upstream this client stands for (access rules per upstream, the audit);
+        routes: {upstream name: client} for policies with `routes:` (a routed call without one is refused)."""
         from guardrails.openai_wrap import wrap_openai
 
         return wrap_openai(self, client, on_block=on_block or self.on_block,
-                           principal=as_principal(principal) if principal is not None else None, routes=routes)
+                           principal=as_principal(principal) if principal is not None else None, upstream=upstream,
+                           routes=routes)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -1071,16 +1099,6 @@ def _usage(call: GuardedCall, result: Any) -> None:
         pt, ct = _get(usage, "prompt_tokens"), _get(usage, "completion_tokens")
         call.prompt_tokens = pt if isinstance(pt, int) else call.prompt_tokens
         call.completion_tokens = ct if isinstance(ct, int) else call.completion_tokens
-
-
-def _check_access(runtime: Runtime, ctx: CallContext) -> None:
-    """The proxy's access rules that apply in-process: the principal's role must exist, and it must be
-    allowed the model when one is named. (Keys and rate limits belong to the proxy.)"""
-    from guardrails.access import check_model, role_of
-
-    role = role_of(runtime.policy, ctx.principal)
-    if ctx.model:
-        check_model(role, ctx.principal, ctx.model)
 
 
 # -------------------------------------------------------------------------------- argument binding

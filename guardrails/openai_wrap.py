@@ -285,6 +285,7 @@ class _Wrap:
     client: Any
     on_block: OnBlock
     principal: Principal | None
+    upstream: str | None
     routes: Mapping[str, Any]
 
 
@@ -333,8 +334,8 @@ class _Completions(_Base):
         model = kwargs.get("model")
         stream = bool(kwargs.get("stream"))
         ctx = CallContext(principal=w.guard._principal(None, w.principal), model=model if isinstance(model, str) else None,
-                          upstream=_upstream_name(w.client), route=ROUTE_NAME)
-        call = w.guard._call(w.guard.runtime, ctx, streamed=stream)
+                          upstream=w.upstream or _upstream_name(w.client), route=ROUTE_NAME)
+        call = w.guard._call(w.guard.runtime, ctx, streamed=stream, access_upstream=w.upstream)
         return call, Prompt.read(kwargs["messages"]), stream
 
     def _client_for(self, dec: Decision, call: GuardedCall) -> Any:
@@ -375,7 +376,7 @@ class _SyncCompletions(_Completions):
             return self._refuse(dec_in, stream, kwargs.get("model"), False)
         client = self._client_for(dec_in, call)
         if isinstance(client, Decision):
-            g._run(call.record(status=400, error="no_route"))
+            g._run(call.no_route())
             return self._refuse(client, stream, kwargs.get("model"), False)
         sent = {**kwargs, "messages": prompt.rebuild(dec_in.texts)}
         t0 = time.perf_counter()
@@ -405,7 +406,7 @@ class _AsyncCompletions(_Completions):
             return self._refuse(dec_in, stream, kwargs.get("model"), True)
         client = self._client_for(dec_in, call)
         if isinstance(client, Decision):
-            await g._arun(call.record(status=400, error="no_route"))
+            await g._arun(call.no_route())
             return self._refuse(client, stream, kwargs.get("model"), True)
         sent = {**kwargs, "messages": prompt.rebuild(dec_in.texts)}
         t0 = time.perf_counter()
@@ -446,13 +447,13 @@ class GuardedOpenAI(_Base):
     def with_options(self, **options: Any) -> GuardedOpenAI:
         w = self._w
         return wrap_openai(w.guard, w.client.with_options(**options), on_block=w.on_block, principal=w.principal,
-                           routes=w.routes)
+                           upstream=w.upstream, routes=w.routes)
 
     copy = with_options
 
 
 def wrap_openai(guard: Guard, client: Any, *, on_block: OnBlock = "raise", principal: Principal | None = None,
-                routes: Mapping[str, Any] | None = None) -> GuardedOpenAI:
+                upstream: str | None = None, routes: Mapping[str, Any] | None = None) -> GuardedOpenAI:
     if isinstance(client, GuardedOpenAI):
         raise TypeError("this client is guarded already")
     if not hasattr(client, "chat"):
@@ -461,5 +462,5 @@ def wrap_openai(guard: Guard, client: Any, *, on_block: OnBlock = "raise", princ
     for name, other in routes.items():
         if _is_async(other) != _is_async(client):
             raise TypeError(f"route {name!r}: mix of sync and async clients")
-    w = _Wrap(guard, client, on_block, principal, routes)
+    w = _Wrap(guard, client, on_block, principal, upstream, routes)
     return GuardedOpenAI(w, client)

@@ -179,7 +179,8 @@ async def test_async_create_and_stream(upstream, gr) -> None:
             async for c in stream:
                 got.append(c)
     assert "idiot" not in content_of(got)
-    assert [r.status for r in rec.records] == [200, 200, 400]
+    assert [r.status for r in rec.records] == [200, 200, 200]
+    assert [r.final_action for r in rec.records] == [Action.REDACT, Action.REDACT, Action.BLOCK]
     await client.close()
 
 
