@@ -953,7 +953,7 @@ class Guard:
     def _wrap_gen(self, fn: Callable[..., Iterator[Any]], binder: _Binder, opts: _Options) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
             runtime = self.runtime
-            call, bound = self._start(runtime, binder, opts, args, kwargs, streamed=True)
+            call, bound = self._start(runtime, binder, opts, args, kwargs, streamed=False)
             proc = TextStreamProcessor(runtime.pipeline, call.ctx)
             dec_in = self._run(call.check_input(bound.prompt.texts))
             if dec_in.blocked:
@@ -972,7 +972,7 @@ class Guard:
     def _wrap_async_gen(self, fn: Callable[..., AsyncIterator[Any]], binder: _Binder, opts: _Options) -> Any:
         async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             runtime = await self._aruntime()
-            call, bound = self._start(runtime, binder, opts, args, kwargs, streamed=True)
+            call, bound = self._start(runtime, binder, opts, args, kwargs, streamed=False)
             proc = TextStreamProcessor(runtime.pipeline, call.ctx)
             dec_in = await self._arun(call.check_input(bound.prompt.texts))
             if dec_in.blocked:
@@ -994,6 +994,7 @@ class Guard:
     def stream_sync(self, call: GuardedCall, proc: StreamProcessor, source: Iterable[Any],
                     on_block: OnBlock) -> Iterator[Any]:
         """Yield only what `proc` released from `source`; audit once at the end (or on error / close)."""
+        call.streamed = True  # as the proxy: a call is 'streamed' once its model stream has started
         t0 = time.perf_counter()
         it = iter(source)
         try:
@@ -1021,6 +1022,7 @@ class Guard:
 
     async def stream_async(self, call: GuardedCall, proc: StreamProcessor, source: Any,
                            on_block: OnBlock) -> AsyncIterator[Any]:
+        call.streamed = True
         t0 = time.perf_counter()
         if inspect.isawaitable(source):
             source = await source

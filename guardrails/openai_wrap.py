@@ -335,7 +335,7 @@ class _Completions(_Base):
         stream = bool(kwargs.get("stream"))
         ctx = CallContext(principal=w.guard._principal(None, w.principal), model=model if isinstance(model, str) else None,
                           upstream=w.upstream or _upstream_name(w.client), route=ROUTE_NAME)
-        call = w.guard._call(w.guard.runtime, ctx, streamed=stream, access_upstream=w.upstream)
+        call = w.guard._call(w.guard.runtime, ctx, access_upstream=w.upstream)
         return call, Prompt.read(kwargs["messages"]), stream
 
     def _client_for(self, dec: Decision, call: GuardedCall) -> Any:
