@@ -190,6 +190,14 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
+def _has(obj: Any, key: str) -> bool:
+    return key in obj if isinstance(obj, Mapping) else hasattr(obj, key)
+
+
+def _is_message(obj: Any) -> bool:
+    return _has(obj, "content") and (_has(obj, "role") or isinstance(obj, Mapping))
+
+
 def _replace(obj: Any, key: str, value: Any) -> Any:
     """A copy of `obj` with `key` set to `value`; the caller's object is never mutated."""
     if isinstance(obj, Mapping):
@@ -222,7 +230,7 @@ class Prompt:
             return cls(value, (value,), ((-1, None),), "str")
         if isinstance(value, (bytes, bytearray)):
             raise TypeError("the prompt must be text (str), not bytes")
-        if isinstance(value, Mapping) or (not isinstance(value, Iterable) and hasattr(value, "content")):
+        if isinstance(value, Mapping) or _is_message(value):  # one message (pydantic models are iterable too)
             texts, slots = cls._read_messages([value])
             return cls(value, texts, slots, "one")
         if isinstance(value, Iterable):
@@ -242,6 +250,9 @@ class Prompt:
                 texts.append(m)
                 slots.append((i, -1))
                 continue
+            if not _has(m, "content"):  # never let an unreadable message through unchecked
+                raise TypeError(f"message {i} ({type(m).__name__}) has no 'content': messages are dicts or objects "
+                                "with role/content")
             content = _get(m, "content")
             if content is None:  # e.g. an assistant turn that only calls tools
                 continue
@@ -253,7 +264,7 @@ class Prompt:
                     if isinstance(part, str):
                         texts.append(part)
                         slots.append((i, j))
-                    elif _get(part, "type") == "text" and isinstance(_get(part, "text"), str):
+                    elif isinstance(_get(part, "text"), str):  # any part carrying text, as the proxy reads it
                         texts.append(_get(part, "text"))
                         slots.append((i, j))
                     # images, audio and files are not text: no text detector reads them
@@ -630,7 +641,7 @@ class _Core:
         except Exception:
             if not quiet:
                 raise
-            log.warning("closing a Guard failed; closing its audit log directly", exc_info=True)
+            log.debug("closing a Guard's runtime failed (at exit?); closing its audit log directly", exc_info=True)
             close = getattr(getattr(rt, "audit", None), "close", None)
             if callable(close):
                 try:
@@ -1011,9 +1022,10 @@ class Guard:
             self._run(call.stream_done(proc, exc))
             raise
         finally:
-            closer = getattr(it, "close", None)
-            if callable(closer):
-                closer()
+            for obj in (it, source) if source is not it else (it,):  # a generator; an SDK stream's response
+                closer = getattr(obj, "close", None)
+                if callable(closer):
+                    closer()
         dec = self._run(call.stream_done(proc))
         if proc.blocked is not None:
             if on_block == "raise":
@@ -1043,9 +1055,12 @@ class Guard:
             await asyncio.shield(self._arun(call.stream_done(proc, exc)))
             raise
         finally:
-            closer = getattr(it, "aclose", None)
-            if callable(closer):
-                await closer()
+            for obj in (it, source) if source is not it else (it,):
+                closer = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+                if callable(closer):
+                    res = closer()
+                    if inspect.isawaitable(res):
+                        await res
         dec = await self._arun(call.stream_done(proc))
         if proc.blocked is not None:
             if on_block == "raise":

@@ -621,3 +621,24 @@ def test_routed_requests_go_to_the_route_function_or_are_refused(tmp_path: Path)
         with pytest.raises(Blocked, match="inhouse"):
             no_route("SSN 123-45-6789")
         assert (rec.records[-1].status, rec.records[-1].error) == (502, "route_unavailable")
+
+
+def test_prompt_reading_fails_closed(gr) -> None:
+    g, rec = gr
+    calls: list[Any] = []
+
+    @g.guard
+    def chat(messages: Any) -> str:
+        calls.append(messages)
+        return "ok"
+
+    for bad in ([("user", EMAIL)], [{"role": "user", "text": EMAIL}], None, 42, b"bytes"):
+        with pytest.raises(TypeError):
+            chat(bad)
+    assert calls == [] and rec.records == []
+    # one message object (pydantic models are iterable: must not be read as a list of fields)
+    assert chat(PydMsg(role="user", content=EMAIL)) == "ok"
+    assert calls[-1] == PydMsg(role="user", content="<EMAIL_ADDRESS_1>")
+    # a part with text but an unusual type is still checked (as the proxy does)
+    chat([{"role": "user", "content": [{"type": "input_text", "text": EMAIL}]}])
+    assert calls[-1][0]["content"][0]["text"] == "<EMAIL_ADDRESS_1>"
