@@ -94,11 +94,11 @@ class _BatchedScorer:
 
     categories: list[str]
 
-    def __init__(self, max_batch: int, max_wait_ms: float):
+    def __init__(self, max_batch: int, max_wait_ms: float, workers: int = 2):
         from guardrails.inference.batcher import MicroBatcher
 
         self._batcher: MicroBatcher[str, dict[str, float]] = MicroBatcher(
-            self.score, max_batch=max_batch, max_wait_ms=max_wait_ms, name="trustwall-toxicity")
+            self.score, max_batch=max_batch, max_wait_ms=max_wait_ms, name="trustwall-toxicity", workers=workers)
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -116,8 +116,8 @@ class _BatchedScorer:
 class ModelScorer(_BatchedScorer):
     """One model directory (a converted Detoxify model, an HF ONNX export, or one embedded model)."""
 
-    def __init__(self, clf: OnnxTextClassifier, *, max_batch: int = 32, max_wait_ms: float = 2.0):
-        super().__init__(max_batch, max_wait_ms)
+    def __init__(self, clf: OnnxTextClassifier, *, max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 2):
+        super().__init__(max_batch, max_wait_ms, workers)
         self.clf = clf
         self.categories = list(clf.categories)
 
@@ -138,8 +138,8 @@ class EmbeddedScorer(_BatchedScorer):
     """
 
     def __init__(self, bilstm: OnnxTextClassifier, profanity: OnnxTextClassifier, *, ensemble: Ensemble = "mean",
-                 max_batch: int = 32, max_wait_ms: float = 2.0):
-        super().__init__(max_batch, max_wait_ms)
+                 max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 2):
+        super().__init__(max_batch, max_wait_ms, workers)
         self.bilstm, self.profanity, self.ensemble = bilstm, profanity, ensemble
         self.categories = list(bilstm.categories)
 
@@ -169,7 +169,7 @@ class EmbeddedScorer(_BatchedScorer):
 
 
 def load_embedded(resources: Resources | None = None, *, device: str = "auto", ensemble: Ensemble = "mean",
-                  max_batch: int = 32, max_wait_ms: float = 2.0) -> EmbeddedScorer:
+                  max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 2) -> EmbeddedScorer:
     """The embedded default scorer, created once per Resources (i.e. per runtime)."""
     def make() -> EmbeddedScorer:
         from guardrails.inference.classifier import OnnxTextClassifier
@@ -177,11 +177,11 @@ def load_embedded(resources: Resources | None = None, *, device: str = "auto", e
         root = models_root()
         return EmbeddedScorer(OnnxTextClassifier(root / "toxic-bilstm", device=device, max_batch=max_batch),  # type: ignore[arg-type]
                               OnnxTextClassifier(root / "profanity-check", device="cpu"),
-                              ensemble=ensemble, max_batch=max_batch, max_wait_ms=max_wait_ms)
+                              ensemble=ensemble, max_batch=max_batch, max_wait_ms=max_wait_ms, workers=workers)
 
     if resources is None:
         return make()
-    return resources.get_or_create(f"toxicity:{EMBEDDED}:{ensemble}:{device}:{max_batch}:{max_wait_ms}", make)
+    return resources.get_or_create(f"toxicity:{EMBEDDED}:{ensemble}:{device}:{max_batch}:{max_wait_ms}:{workers}", make)
 
 
 def resolve_model(model: str, *, models_dir: Path | None = None, policy_dir: Path | None = None) -> Path:
@@ -200,21 +200,23 @@ def resolve_model(model: str, *, models_dir: Path | None = None, policy_dir: Pat
 
 def load_scorer(resources: Resources | None, model: str = EMBEDDED, *, device: str = "auto",
                 models_dir: Path | None = None, policy_dir: Path | None = None, max_batch: int = 32,
-                max_wait_ms: float = 2.0, ensemble: Ensemble = "mean") -> ToxicityScorer:
+                max_wait_ms: float = 2.0, ensemble: Ensemble = "mean", precision: str = "auto",
+                workers: int = 2) -> ToxicityScorer:
     """`embedded` or a model directory -> a scorer, shared per Resources."""
     if model == EMBEDDED:
-        return load_embedded(resources, device=device, ensemble=ensemble, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        return load_embedded(resources, device=device, ensemble=ensemble, max_batch=max_batch,
+                             max_wait_ms=max_wait_ms, workers=workers)
     path = resolve_model(model, models_dir=models_dir, policy_dir=policy_dir).resolve()
 
     def make() -> ModelScorer:
         from guardrails.inference.classifier import OnnxTextClassifier
 
-        return ModelScorer(OnnxTextClassifier(path, device=device, max_batch=max_batch),  # type: ignore[arg-type]
-                           max_batch=max_batch, max_wait_ms=max_wait_ms)
+        clf = OnnxTextClassifier(path, device=device, max_batch=max_batch, precision=precision)  # type: ignore[arg-type]
+        return ModelScorer(clf, max_batch=max_batch, max_wait_ms=max_wait_ms, workers=workers)
 
     if resources is None:
         return make()
-    return resources.get_or_create(f"toxicity:{path}:{device}:{max_batch}:{max_wait_ms}", make)
+    return resources.get_or_create(f"toxicity:{path}:{device}:{precision}:{max_batch}:{max_wait_ms}:{workers}", make)
 
 
 # ------------------------------------------------------------------------------------------ detector
@@ -228,6 +230,8 @@ class ToxicityOptions(Options):
     per_sentence: bool = Field(True, description="score each sentence (span = sentence); else the whole text")
     max_batch: int = Field(32, ge=1, le=1024)
     max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    workers: int = Field(2, ge=1, le=8, description="batcher threads: one gathers the next batch while one runs")
+    precision: Literal["auto", "int8"] = Field("auto", description="int8: the model's quantised CPU variant")
     ensemble: Ensemble = Field("mean", description="embedded model only: how the two models combine")
 
 
@@ -274,7 +278,7 @@ def _build(spec, options: ToxicityOptions, build: BuildContext) -> ToxicityDetec
     device = options.device or getattr(build.settings, "device", "auto")
     scorer = load_scorer(build.resources, options.model, device=device, models_dir=build.settings.models_dir,
                          policy_dir=build.policy_dir, max_batch=options.max_batch, max_wait_ms=options.max_wait_ms,
-                         ensemble=options.ensemble)
+                         ensemble=options.ensemble, precision=options.precision, workers=options.workers)
     return ToxicityDetector(spec.name, scorer, options)
 
 

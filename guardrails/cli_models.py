@@ -147,6 +147,7 @@ def convert_detoxify(
     tokenizer: Path = typer.Option(..., "--tokenizer", help="directory with tokenizer.json (or vocab files)"),
     out: Path = typer.Option(..., "--out", help="model directory to write"),
     fp16: bool = typer.Option(False, "--fp16", help="also write model.fp16.onnx for CUDA"),
+    int8: bool = typer.Option(False, "--int8", help="also write model.int8.onnx (CPU, opt-in: precision: int8)"),
     optimize: bool = typer.Option(True, "--optimize/--no-optimize", help="fuse attention etc. (onnxruntime)"),
     name: Optional[str] = typer.Option(None, "--name", help="model name (default: the out directory's name)"),
     licence: str = typer.Option("Apache-2.0", "--licence", help="licence of the weights (Detoxify: Apache-2.0)"),
@@ -160,12 +161,13 @@ def convert_detoxify(
         _fail(f"checkpoint not found: {checkpoint}")
     if not tokenizer.is_dir():
         _fail(f"tokenizer directory not found: {tokenizer}")
-    res = convert(checkpoint, tokenizer, out, fp16=fp16, optimize=optimize, name=name, licence=licence)
+    res = convert(checkpoint, tokenizer, out, fp16=fp16, optimize=optimize, name=name, licence=licence, int8=int8)
     m = res.manifest
     typer.echo(f"wrote {out} ({m.name}: {len(m.labels)} labels, max_length {m.max_length}, "
                f"variants {', '.join(sorted(m.variants))})")
     typer.echo(f"max |ONNX - PyTorch| logit difference: fp32 {res.max_abs_diff:.2e}"
-               + (f", fp16 {res.max_abs_diff_fp16:.2e}" if res.max_abs_diff_fp16 is not None else ""))
+               + (f", fp16 {res.max_abs_diff_fp16:.2e}" if res.max_abs_diff_fp16 is not None else "")
+               + (f", int8 {res.max_abs_diff_int8:.2e}" if res.max_abs_diff_int8 is not None else ""))
     if res.max_abs_diff > 1e-3:
         _fail(f"ONNX output differs from PyTorch by {res.max_abs_diff:.2e} (> 1e-3)", EXIT_VERIFY)
 

@@ -6,6 +6,10 @@ has passed since that first request was queued, runs `fn` once over all items an
 its slice. A request that waited while the worker was busy is past its deadline already, so under
 load batches form from the queue without extra waiting, and a lone request is delayed by at most
 `max_wait_ms` (0: never). The model function sorts and pads per batch (see OnnxTextClassifier).
+
+With `workers=2` two threads alternate: while one runs a batch, the other gathers the next (only one
+gathers at a time), so CPU-side work (tokenising, padding) overlaps the model run. Worker threads end
+after `idle_exit_s` without work and start again on the next submit: no thread outlives its use.
 """
 
 from __future__ import annotations
@@ -47,17 +51,19 @@ class BatchStats:
 
 class MicroBatcher(Generic[T, R]):
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_batch: int = 32, max_wait_ms: float = 2.0,
-                 name: str = "trustwall-batcher", idle_exit_s: float = 30.0):
-        if max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
+                 name: str = "trustwall-batcher", idle_exit_s: float = 30.0, workers: int = 1):
+        if max_batch < 1 or workers < 1:
+            raise ValueError("max_batch and workers must be >= 1")
+        self.workers = workers
         self._fn = fn
         self.max_batch = max_batch
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self._name = name
         self._idle_exit = idle_exit_s  # the worker thread ends after this long idle; the next submit restarts it
         self._q: queue.Queue[Any] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._gather = threading.Lock()  # one worker gathers a batch at a time
         self._closed = False
         self.stats = BatchStats()
 
@@ -72,9 +78,10 @@ class MicroBatcher(Generic[T, R]):
         with self._lock:
             if self._closed:
                 raise RuntimeError("MicroBatcher is closed")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._worker, name=self._name, daemon=True)
-                self._thread.start()
+            while len(self._threads) < self.workers:
+                t = threading.Thread(target=self._worker, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                self._threads.append(t)
+                t.start()
             self._q.put(_Request(list(items), fut))
         return fut
 
@@ -91,10 +98,11 @@ class MicroBatcher(Generic[T, R]):
             if self._closed:
                 return
             self._closed = True
-            thread = self._thread
-        if thread is not None:
+            threads = list(self._threads)
+        for _ in threads:
             self._q.put(_STOP)
-            thread.join(timeout=10)
+        for t in threads:
+            t.join(timeout=10)
 
     # ------------------------------------------------------------------ worker
 
@@ -117,17 +125,18 @@ class MicroBatcher(Generic[T, R]):
     def _worker(self) -> None:
         stop = False
         while not stop:
-            try:
-                first = self._q.get(timeout=self._idle_exit)
-            except queue.Empty:
-                with self._lock:
-                    if self._q.empty():
-                        self._thread = None
-                        return
-                continue
-            if first is _STOP:
-                break
-            batch, stop = self._collect(first)
+            with self._gather:
+                try:
+                    first = self._q.get(timeout=self._idle_exit)
+                except queue.Empty:
+                    with self._lock:
+                        if self._q.empty():
+                            self._threads.remove(threading.current_thread())
+                            return
+                    continue
+                if first is _STOP:
+                    break
+                batch, stop = self._collect(first)
             flat: list[T] = [it for req in batch for it in req.items]
             try:
                 results = list(self._fn(flat))
@@ -138,21 +147,29 @@ class MicroBatcher(Generic[T, R]):
                     if not req.future.done():
                         req.future.set_exception(exc)
                 continue
-            self.stats.batches += 1
-            self.stats.items += len(flat)
-            self.stats.requests += len(batch)
-            self.stats.max_items = max(self.stats.max_items, len(flat))
+            with self._lock:
+                self.stats.batches += 1
+                self.stats.items += len(flat)
+                self.stats.requests += len(batch)
+                self.stats.max_items = max(self.stats.max_items, len(flat))
             pos = 0
             for req in batch:
                 n = len(req.items)
                 if not req.future.done():
                     req.future.set_result(results[pos:pos + n])
                 pos += n
-        # fail whatever is still queued after close
+        if not self._closed:
+            return
+        # fail whatever is still queued after close; leave the other workers' stop markers in place
+        stops = 0
         while True:
             try:
                 req = self._q.get_nowait()
             except queue.Empty:
                 break
-            if req is not _STOP and not req.future.done():
+            if req is _STOP:
+                stops += 1
+            elif not req.future.done():
                 req.future.set_exception(RuntimeError("MicroBatcher is closed"))
+        for _ in range(stops):
+            self._q.put(_STOP)

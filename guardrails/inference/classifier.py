@@ -34,13 +34,21 @@ class OnnxTextClassifier:
     """A text classifier from a model directory (see guardrails.inference.manifest)."""
 
     def __init__(self, model: ModelDir | str | Path, *, device: Device = "auto", max_batch: int = 32,
-                 threads: int | None = None, check: bool = True):
+                 threads: int | None = None, check: bool = True, precision: str = "auto"):
+        """`precision`: "auto" (fp16 on CUDA when the model has it, fp32 on CPU) or "int8" (CPU: the
+        dynamically quantised variant, when the model directory has one; faster, slightly different)."""
         self.model = model if isinstance(model, ModelDir) else load_model_dir(model, check=check)
         m = self.model.manifest
         fp32 = self.model.variant("fp32")
         if fp32 is None:
             raise ConfigError(f"{self.model.path}: manifest has no fp32 variant")
-        self._loaded: LoadedSession = open_session(fp32, self.model.variant("fp16"), device=device, threads=threads)
+        if precision not in ("auto", "int8"):
+            raise ConfigError(f"precision must be auto or int8, not {precision!r}")
+        int8 = self.model.variant("int8") if precision == "int8" else None
+        if precision == "int8" and int8 is None:
+            raise ConfigError(f"{self.model.path}: no int8 variant (convert with --int8)")
+        self._loaded: LoadedSession = open_session(fp32, self.model.variant("fp16"), device=device, threads=threads,
+                                                   int8=int8)
         self.session = self._loaded.session
         self.max_batch = max(1, int(max_batch))
         self.labels: list[str] = list(m.labels)

@@ -46,6 +46,7 @@ class Converted:
     manifest: Manifest
     max_abs_diff: float  # ONNX (fp32) vs PyTorch on the sample texts
     max_abs_diff_fp16: float | None = None
+    max_abs_diff_int8: float | None = None
 
 
 def _arch_of(ckpt: dict[str, Any], state: dict[str, Any]) -> tuple[str, str, str]:
@@ -160,6 +161,15 @@ def optimize_onnx(raw: Path, out: Path, num_heads: int, hidden: int, *, fp16: Pa
         gpu.save_model_to_file(str(fp16))
 
 
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of the MatMul weights (onnxruntime.quantization) for the CPU provider."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
 def compare_with_torch(model: Any, out: Path, texts: list[str] | None = None) -> tuple[float, float | None]:
     """Max |ONNX - PyTorch| of the logits over sample texts (fp32; fp16 when present and runnable)."""
     import torch
@@ -173,7 +183,7 @@ def compare_with_torch(model: Any, out: Path, texts: list[str] | None = None) ->
     import onnxruntime as ort
 
     diffs: list[float | None] = []
-    for variant in ("fp32", "fp16"):
+    for variant in ("fp32", "fp16", "int8"):
         p = md.variant(variant)
         if p is None:
             diffs.append(None)
@@ -190,11 +200,12 @@ def compare_with_torch(model: Any, out: Path, texts: list[str] | None = None) ->
                 ref = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
             worst = max(worst, float(np.abs(got - ref).max()))
         diffs.append(worst)
-    return float(diffs[0] or 0.0), diffs[1]
+    return float(diffs[0] or 0.0), diffs[1], diffs[2]
 
 
 def convert_detoxify(checkpoint: Path, tokenizer_dir: Path, out: Path, *, fp16: bool = False,
-                     optimize: bool = True, name: str | None = None, licence: str = "Apache-2.0") -> Converted:
+                     optimize: bool = True, name: str | None = None, licence: str = "Apache-2.0",
+                     int8: bool = False) -> Converted:
     """Detoxify checkpoint + local tokenizer directory -> model directory (manifest.json, model.onnx, ...)."""
     import torch
     import transformers
@@ -225,7 +236,7 @@ def convert_detoxify(checkpoint: Path, tokenizer_dir: Path, out: Path, *, fp16: 
     model.eval()
 
     out.mkdir(parents=True, exist_ok=True)
-    for old in ("model.onnx", "model.fp16.onnx", "manifest.json"):
+    for old in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "manifest.json"):
         (out / old).unlink(missing_ok=True)
     tok_spec = _save_tokenizer(tokenizer_dir, out, family, model_type)
     with_types = family == "bert"
@@ -241,11 +252,14 @@ def convert_detoxify(checkpoint: Path, tokenizer_dir: Path, out: Path, *, fp16: 
             export_transformer(model, out / "model.onnx", with_types)
     else:
         export_transformer(model, out / "model.onnx", with_types)
+    if int8:
+        quantize_int8(out / "model.onnx", out / "model.int8.onnx")
     cfg_out = config.to_dict()
     cfg_out["architectures"] = [model_name]
     (out / "config.json").write_text(json.dumps(cfg_out, indent=2, default=str) + "\n")
     max_len = min(512, int(config.max_position_embeddings) - (2 if family != "bert" else 0))
-    variants = {"fp32": "model.onnx", **({"fp16": "model.fp16.onnx"} if fp16 else {})}
+    variants = {"fp32": "model.onnx", **({"fp16": "model.fp16.onnx"} if fp16 else {}),
+                **({"int8": "model.int8.onnx"} if int8 else {})}
     manifest = Manifest(
         name=name or out.name, kind="transformer", labels=raw_labels, label_map={
             k: v for k, v in DETOXIFY_RENAME.items() if k in raw_labels}, activation="sigmoid", output="logits",
@@ -255,8 +269,8 @@ def convert_detoxify(checkpoint: Path, tokenizer_dir: Path, out: Path, *, fp16: 
                f"trustwall models convert detoxify",
     )
     write_manifest(out, manifest)
-    d32, d16 = compare_with_torch(model, out)
-    manifest = manifest.model_copy(update={"quality": {"max_abs_logit_diff_vs_torch": d32,
-                                                       **({"max_abs_logit_diff_fp16": d16} if d16 is not None else {})}})
-    final = write_manifest(out, manifest)
-    return Converted(final, d32, d16)
+    d32, d16, d8 = compare_with_torch(model, out)
+    quality = {"max_abs_logit_diff_vs_torch": d32, **({"max_abs_logit_diff_fp16": d16} if d16 is not None else {}),
+               **({"max_abs_logit_diff_int8": d8} if d8 is not None else {})}
+    final = write_manifest(out, manifest.model_copy(update={"quality": quality}))
+    return Converted(final, d32, d16, d8)

@@ -10,6 +10,8 @@ Rerun: `.venv/bin/pip install -e '.[convert]'` then
    `locale=C.UTF-8` (onnxruntime otherwise asks for en_US.UTF-8, absent on minimal hosts) and the
    tokenizer pattern becomes `[\\p{L}\\p{N}_]+` (skl2onnx's translation of `\\b\\w\\w+\\b` does not
    match accented letters; single-character tokens are never in the vocabulary, so scores match).
+   The ai.onnx.ml Normalizer and LinearClassifier nodes are then rewritten as standard ops
+   (ReduceL2/Div, MatMul/Add): same scores, about 10x faster in onnxruntime.
 2. `toxic-comment-classifier` 0.3.0 (Keras BiLSTM over the six Jigsaw labels, MIT) -> `toxic-bilstm/`:
    the Keras weights (model.weights.h5, read with h5py) are loaded into an equivalent PyTorch module
    and exported with torch.onnx; the pickled Keras Tokenizer becomes vocab.json (the 20,000 words the
@@ -84,6 +86,44 @@ def fix_skl2onnx_text_graph(model: Any, locale: str = "C.UTF-8", token_pattern: 
     return model
 
 
+def densify_linear_ops(model: Any) -> Any:
+    """Replace ai.onnx.ml Normalizer(L2) and LinearClassifier nodes by standard ops (ReduceL2/Max/Div and
+    MatMul/Add), which onnxruntime runs vectorised: about 10x faster on a 15k-term TF-IDF, same scores.
+    Only LinearClassifiers with post_transform NONE whose label output is unused are rewritten."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    new_nodes, inits = [], []
+    for k, n in enumerate(g.node):
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type == "Normalizer" and attrs.get("norm") == b"L2":
+            x, y = n.input[0], n.output[0]
+            eps = f"_dense_eps_{k}"
+            inits.append(numpy_helper.from_array(np.array(1e-30, dtype=np.float32), eps))
+            new_nodes += [helper.make_node("ReduceL2", [x], [f"{y}_norm"], axes=[1], keepdims=1),
+                          helper.make_node("Max", [f"{y}_norm", eps], [f"{y}_safe"]),
+                          helper.make_node("Div", [x, f"{y}_safe"], [y])]
+            continue
+        if (n.op_type == "LinearClassifier" and attrs.get("post_transform", b"NONE") == b"NONE"
+                and n.output[0] not in used):
+            n_cls = len(attrs["intercepts"])
+            w = np.asarray(attrs["coefficients"], dtype=np.float32).reshape(n_cls, -1).T.copy()
+            b = np.asarray(attrs["intercepts"], dtype=np.float32)
+            wn, bn = f"_dense_w_{k}", f"_dense_b_{k}"
+            inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
+            new_nodes += [helper.make_node("MatMul", [n.input[0], wn], [f"{n.output[1]}_mm"]),
+                          helper.make_node("Add", [f"{n.output[1]}_mm", bn], [n.output[1]])]
+            continue
+        new_nodes.append(n)
+    del g.node[:]
+    g.node.extend(new_nodes)
+    g.initializer.extend(inits)
+    onnx.checker.check_model(model)
+    return model
+
+
 def sklearn_text_to_onnx(vectorizer: Any, classifier: Any) -> Any:
     """A fitted (TfidfVectorizer, classifier) pair -> ONNX (input `text`: string [N, 1])."""
     from skl2onnx import convert_sklearn
@@ -94,7 +134,7 @@ def sklearn_text_to_onnx(vectorizer: Any, classifier: Any) -> Any:
     onx = convert_sklearn(pipe, initial_types=[("text", StringTensorType([None, 1]))],
                           options={id(vectorizer): {"tokenexp": r"[\p{L}\p{N}_]+"}, id(classifier): {"zipmap": False}},
                           target_opset=17)
-    return fix_skl2onnx_text_graph(onx)
+    return densify_linear_ops(fix_skl2onnx_text_graph(onx))
 
 
 def build_profanity(out_root: Path) -> Manifest:

@@ -47,9 +47,10 @@ def _cpu_threads() -> int:
 
 
 def open_session(fp32: Path, fp16: Path | None = None, *, device: Device = "auto",
-                 threads: int | None = None) -> LoadedSession:
+                 threads: int | None = None, int8: Path | None = None) -> LoadedSession:
     """Open one InferenceSession. CUDA (with the fp16 variant when there is one) first unless
-    `device="cpu"`; `device="cuda"` fails when CUDA is not usable instead of falling back."""
+    `device="cpu"`; `device="cuda"` fails when CUDA is not usable instead of falling back. On CPU the
+    `int8` file (dynamic quantisation, opt-in) is used when given."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -63,6 +64,9 @@ def open_session(fp32: Path, fp16: Path | None = None, *, device: Device = "auto
     if want_cuda:
         path, variant = (fp16, "fp16") if fp16 is not None and fp16.is_file() else (fp32, "fp32")
         providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    elif int8 is not None and int8.is_file():
+        path, variant = int8, "int8"
+        providers = ["CPUExecutionProvider"]
     else:
         path, variant = fp32, "fp32"
         providers = ["CPUExecutionProvider"]
@@ -71,13 +75,13 @@ def open_session(fp32: Path, fp16: Path | None = None, *, device: Device = "auto
     except Exception as exc:
         if want_cuda and device == "auto":
             log.warning("CUDA session failed (%s); falling back to CPU", exc)
-            return open_session(fp32, None, device="cpu", threads=threads)
+            return open_session(fp32, None, device="cpu", threads=threads, int8=int8)
         raise ConfigError(f"cannot open ONNX model {path}: {exc}") from None
     used = sess.get_providers()[0]
     dev = "cuda" if used == "CUDAExecutionProvider" else "cpu"
     if device == "cuda" and dev != "cuda":
         raise ConfigError(f"device=cuda requested but the session runs on {used}")
-    if dev == "cpu" and variant == "fp16":  # CUDA was listed but not taken: reopen the fp32 file
-        return open_session(fp32, None, device="cpu", threads=threads)
+    if dev == "cpu" and variant == "fp16":  # CUDA was listed but not taken: reopen on CPU
+        return open_session(fp32, None, device="cpu", threads=threads, int8=int8)
     log.info("onnx model %s on %s (%s)", path.name, dev, variant)
     return LoadedSession(sess, dev, used, variant, path)

@@ -108,9 +108,9 @@ def test_idle_worker_exits_and_restarts_on_demand():
     try:
         assert b([1]) == [1]
         deadline = time.monotonic() + 5
-        while b._thread is not None and time.monotonic() < deadline:
+        while b._threads and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert b._thread is None
+        assert b._threads == []
         assert b([2]) == [2]
     finally:
         b.close()
@@ -124,3 +124,17 @@ async def test_callers_from_different_event_loops():
         assert await b.run([6]) == [12]
     finally:
         b.close()
+
+
+async def test_two_workers_pipeline_and_keep_order():
+    gate = threading.Event()
+    rec = Recorder(gate)
+    b = MicroBatcher(rec, max_batch=8, max_wait_ms=0, workers=2)
+    try:
+        futs = [b.submit([i]) for i in range(30)]
+        gate.set()
+        assert [f.result(5) for f in futs] == [[i * 10] for i in range(30)]
+    finally:
+        b.close()
+    assert sorted(x for c in rec.calls for x in c) == list(range(30))
+    assert max(len(c) for c in rec.calls) <= 8

@@ -40,7 +40,7 @@ def converted(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(family)
     tok = bert_tokenizer_dir(d / "tok") if family == "bert" else roberta_tokenizer_dir(d / "tok")
     ckpt = detoxify_checkpoint(d / "model.ckpt", family, vocab_size=200 if family == "bert" else 300)
-    res = convert_detoxify(ckpt, tok, d / "out", fp16=True)
+    res = convert_detoxify(ckpt, tok, d / "out", fp16=True, int8=True)
     return family, ckpt, d / "out", res
 
 
@@ -69,7 +69,7 @@ def test_manifest_of_a_converted_checkpoint(converted):
     assert m["kind"] == "transformer" and m["activation"] == "sigmoid"
     assert m["labels"][:2] == ["toxic", "severe_toxic"]
     assert m["label_map"]["toxic"] == "toxicity" and m["label_map"]["identity_hate"] == "identity_attack"
-    assert set(m["variants"]) == {"fp32", "fp16"}
+    assert set(m["variants"]) == {"fp32", "fp16", "int8"}
     assert {"model.onnx", "model.fp16.onnx", "tokenizer.json", "config.json"} <= set(m["files"])
     assert ("token_type_ids" in m["input_names"]) == (family == "bert")
     assert res.max_abs_diff < 1e-4
@@ -102,6 +102,20 @@ def test_long_text_is_scored_over_windows_max_over_windows(converted):
     # the window scores, computed one by one in PyTorch-equivalent ONNX, max-reduced == predict()
     per_window = np.stack([clf.run_windows([w])[0] for w in windows])
     assert np.allclose(clf.predict([long_text])[0], per_window.max(axis=0), atol=1e-5)
+
+
+def test_int8_variant_is_opt_in_and_close(converted):
+    from guardrails.errors import ConfigError
+    from guardrails.inference.classifier import OnnxTextClassifier
+
+    _family, _ckpt, out, res = converted
+    fp32 = OnnxTextClassifier(out, device="cpu")
+    q = OnnxTextClassifier(out, device="cpu", precision="int8")
+    assert fp32.info()["variant"] == "fp32" and q.info()["variant"] == "int8"
+    assert np.abs(q.predict(TEXTS) - fp32.predict(TEXTS)).max() < 0.05
+    assert res.max_abs_diff_int8 is not None
+    with pytest.raises(ConfigError, match="precision"):
+        OnnxTextClassifier(out, device="cpu", precision="bf16")
 
 
 def test_cli_convert_list_verify(tmp_path):
