@@ -151,6 +151,7 @@ app.add_typer(__import__("guardrails.cli_corpus", fromlist=["app"]).app, name="c
 app.add_typer(__import__("guardrails.cli_models", fromlist=["app"]).app, name="models")
 app.add_typer(__import__("guardrails.cli_audit", fromlist=["app"]).app, name="audit")
 app.add_typer(__import__("guardrails.cli_bias", fromlist=["app"]).app, name="bias")
+app.add_typer(__import__("guardrails.cli_serve", fromlist=["app"]).app)  # serve, keys
 
 
 def main() -> None:
