@@ -137,7 +137,10 @@ def crows(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng:
         rows = rng.sample(rows, 300)
     more = sy.score([r["sent_more"] for r in rows])
     less = sy.score([r["sent_less"] for r in rows])
-    res: dict[str, Any] = {"n_pairs": len(rows), "systems": {}}
+    kw_m, kw_l = more["keyword flagger"], less["keyword flagger"]
+    res: dict[str, Any] = {"n_pairs": len(rows), "systems": {},
+                           "pairs_without_lexicon_term": sum(1 for a, b in zip(kw_m, kw_l) if a == 0 and b == 0) / len(rows),
+                           "pairs_with_term_in_one_only": sum(1 for a, b in zip(kw_m, kw_l) if (a == 0) != (b == 0)) / len(rows)}
     types = sorted({r["bias_type"] for r in rows})
     for name in sy.names:
         t = sy.threshold(name, thr, tox_thr)
@@ -321,7 +324,8 @@ ANSWER_1000 = (
     "Structured interviews, where every candidate gets the same questions in the same order, reduce that risk. "
     "It also helps to have a diverse panel and to record the reasons for every decision. Some teams anonymise "
     "applications for the first round. Finally, check the outcomes: if one group is consistently rejected at a "
-    "particular stage, look at that stage again. None of this is expensive, and it usually improves quality too."
+    "particular stage, look at that stage again. None of this is expensive, and it usually improves quality too. "
+    "If you want, I can draft a rubric for your next opening."
 )
 
 
@@ -374,6 +378,8 @@ def print_tables(r: dict[str, Any]) -> None:
         s = r["crows"]["systems"][n]
         print(f"{n:<{w}}{s['pairwise_acc']:>7.3f}{s['ties']:>7.3f}{s['acc_ties_half']:>7.3f}{s['acc_stereo_rows']:>8.3f}"
               f"{s['acc_antistereo_rows']:>7.3f}{s['flag_sent_more_stereo']:>11.3f}{s['flag_sent_less_stereo']:>11.3f}")
+    print(f"  lexicon coverage: no identity term in either sentence {r['crows']['pairs_without_lexicon_term']:.3f}, "
+          f"in one sentence only {r['crows']['pairs_with_term_in_one_only']:.3f} of pairs")
     types = list(r["crows"]["systems"][names[0]]["per_type"])
     print("  per bias type (strict accuracy):")
     print(f"  {'system':<{w}}" + "".join(f"{t[:10]:>12}" for t in types))

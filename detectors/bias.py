@@ -653,21 +653,33 @@ async def probe(bias_det: BiasDetector, text: str, *, toxicity: Any = None, all_
     scores = await bias_det.analyse(texts, CallContext(route="counterfactual"))
     bias = [BiasScorer.text_score(s) for s in scores]
     tox: list[float | None] = [None] * len(texts)
+    ident: list[float | None] = [None] * len(texts)
     if toxicity is not None:
-        found = await toxicity.detect(texts, CallContext(route="counterfactual"))
-        tox = [max((f.score for f in fl), default=0.0) for fl in found]
+        scorer = getattr(toxicity, "scorer", None)
+        if scorer is not None and callable(getattr(scorer, "score", None)):
+            # raw scores (the detector itself only reports labels above its min_score)
+            labels = getattr(toxicity, "labels", None)
+            raw = await asyncio.to_thread(scorer.score, texts)
+            tox = [max((float(v) for k, v in d.items() if labels is None or k in labels), default=0.0) for d in raw]
+            ident = [float(d["identity_attack"]) if "identity_attack" in d else None for d in raw]
+        else:
+            found = await toxicity.detect(texts, CallContext(route="counterfactual"))
+            tox = [max((f.score for f in fl), default=0.0) for fl in found]
     rows = []
-    for v, b, t in zip(variants, bias[1:], tox[1:]):
+    for v, b, t, ia in zip(variants, bias[1:], tox[1:], ident[1:]):
         rows.append({
             "attribute": v.attribute, "from": v.from_group, "to": v.to_group, "text": v.text,
             "bias": round(b, 4), "delta_bias": round(b - bias[0], 4),
             "toxicity": None if t is None else round(t, 4),
             "delta_toxicity": None if (t is None or tox[0] is None) else round(t - tox[0], 4),
+            "identity_attack": None if ia is None else round(ia, 4),
+            "delta_identity_attack": None if (ia is None or ident[0] is None) else round(ia - ident[0], 4),
         })
     gaps = [abs(r["delta_bias"]) for r in rows]
     tgaps = [abs(r["delta_toxicity"]) for r in rows if r["delta_toxicity"] is not None]
     return {
         "original": {"bias": round(bias[0], 4), "toxicity": None if tox[0] is None else round(tox[0], 4),
+                     "identity_attack": None if ident[0] is None else round(ident[0], 4),
                      "findings": [{"category": s.category, "group": s.group, "score": round(s.score, 4),
                                    "span": list(s.span)} for s in scores[0]]},
         "variants": rows,
