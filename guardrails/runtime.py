@@ -84,12 +84,43 @@ def build_detectors(policy: Policy, registry: Registry, build: BuildContext) -> 
     return out
 
 
+WARMUP_TEXT = "Warm-up: Jane Doe wrote to jane@example.com from Paris. All good, thanks."
+
+
+def warm_up(detectors: dict[str, Detector]) -> dict[str, float]:
+    """Run every detector once on a short text, so lazy first-call costs (spaCy vocab, ONNX graph
+    optimisation, recogniser compilation) are paid at start-up, not by the first request. Runs on a
+    private event loop in a helper thread, so it is safe to call from sync code inside a running loop.
+    Returns ms per detector; failures are logged, not raised (the first real call will report them)."""
+    import threading
+    import time
+
+    from guardrails.types import CallContext
+
+    timings: dict[str, float] = {}
+
+    async def run_all() -> None:
+        for name, det in detectors.items():
+            t0 = time.perf_counter()
+            try:
+                await det.detect([WARMUP_TEXT], CallContext(route="warmup"))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("warm-up of detector %s failed: %s", name, exc)
+            timings[name] = (time.perf_counter() - t0) * 1000
+
+    thread = threading.Thread(target=lambda: asyncio.run(run_all()), name="trustwall-warmup")
+    thread.start()
+    thread.join()
+    return timings
+
+
 def build_runtime(settings: Settings | None = None, *, policy: Policy | None = None,
-                  registry: Registry | None = None, audit: Recorder | None | bool = True) -> Runtime:
+                  registry: Registry | None = None, audit: Recorder | None | bool = True,
+                  warmup: bool = True) -> Runtime:
     """Load the policy (if not given), build every enabled detector once, and the pipeline.
 
     `audit=True` opens the sink configured in settings; `False`/None runs without an audit log; a
-    Recorder instance is used as is.
+    Recorder instance is used as is. `warmup` runs each detector once before returning.
     """
     settings = settings or Settings()
     if registry is None:
@@ -102,6 +133,8 @@ def build_runtime(settings: Settings | None = None, *, policy: Policy | None = N
     build = BuildContext(settings=settings, resources=resources,
                          policy_dir=None if policy.source is None else __import__("pathlib").Path(policy.source).parent)
     detectors = build_detectors(policy, registry, build)
+    if warmup and detectors:
+        log.info("warm-up ms: %s", warm_up(detectors))
     pipeline = Pipeline(policy, detectors, hash_key=settings.hash_key_bytes())
     sink: Recorder | None
     if audit is True:

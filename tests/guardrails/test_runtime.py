@@ -100,3 +100,28 @@ def test_importing_the_packages_loads_no_model() -> None:
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_warm_up_runs_each_detector_once_even_inside_a_running_loop(tmp_path: Path) -> None:
+    import asyncio
+
+    calls = []
+
+    class Probe:
+        name = "kw"
+
+        async def detect(self, texts, ctx):
+            calls.append((list(texts), ctx.route))
+            return [[] for _ in texts]
+
+    reg = Registry({"keywords": DetectorType("keywords", builtin_registry().get("keywords").options_model,
+                                             lambda spec, options, build: Probe())})
+    pol = parse_policy("policy: {id: w}\ndetectors:\n  - {name: kw, type: keywords}\n", registry=reg)
+
+    async def inside_loop():
+        return build_runtime(settings(tmp_path), policy=pol, registry=reg, audit=False)
+
+    asyncio.run(inside_loop())
+    assert len(calls) == 1 and calls[0][1] == "warmup"
+    build_runtime(settings(tmp_path), policy=pol, registry=reg, audit=False, warmup=False)
+    assert len(calls) == 1
