@@ -249,12 +249,12 @@ _STREET_PREFIX = r"Rua|Via|Viale|Calle|Avenida|Avda\.|Rue|Piazza|Plaza|Carrer|Av
 ADDRESS_PATTERNS = (
     # 1668 Glyn St / 14 Crown Street Kishiev Squares, Suite 321
     ("street_number_first", rf"\b\d{{1,5}}[A-Za-z]?(?:[ \t]+[A-Z][\w'’.-]*){{1,4}}[ \t]+(?:{_STREET_WORDS})\b\.?"
-                            r"(?:,?[ \t]*(?:Apt\.?|Suite|Unit|Flat|Ste\.?)[ \t]*\d{1,5}[A-Za-z]?)?", 0.6),
+                            r"(?:,?[ \t]*(?:Apt\.?|Suite|Unit|Flat|Ste\.?)[ \t]*\d{1,5}[A-Za-z]?)?", 0.7),
     # Puruntie 82 / Præstevænget 15 / Brucker Bundesstrasse 31
-    ("street_suffix", rf"\b(?:[A-Z][\w'’-]*[ \t]+)?[A-ZÀ-Þ][\w'’-]*(?:{_STREET_SUFFIX})[ \t]+\d{{1,4}}[A-Za-z]?\b", 0.6),
+    ("street_suffix", rf"\b(?:[A-Z][\w'’-]*[ \t]+)?[A-ZÀ-Þ][\w'’-]*(?:{_STREET_SUFFIX})[ \t]+\d{{1,4}}[A-Za-z]?\b", 0.7),
     # Rua do Arenque 1634 / Via Franscini 71
-    ("street_prefix", rf"\b(?:{_STREET_PREFIX})[ \t]+(?:[\w'’.-]+[ \t]+){{0,4}}?\d{{1,5}}[A-Za-z]?\b", 0.6),
-    ("unit", r"\b(?:Apt\.?|Apartment|Suite|Ste\.|Unit|Flat)[ \t]+#?\d{1,5}[A-Za-z]?\b", 0.5),
+    ("street_prefix", rf"\b(?:{_STREET_PREFIX})[ \t]+(?:[\w'’.-]+[ \t]+){{0,4}}?\d{{1,5}}[A-Za-z]?\b", 0.7),
+    ("unit", r"\b(?:Apt\.?|Apartment|Suite|Ste\.|Unit|Flat)[ \t]+#?\d{1,5}[A-Za-z]?\b", 0.6),
     ("military", r"\b(?:PSC|Unit|USNS|USS|USNV|USCGC)[ \t]+[\w ]{1,20},[ \t]*Box[ \t]+\d{1,5}\s*(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}\b", 0.8),
 )
 # Loose phone shapes that phonenumbers rejects (made-up or local numbers): only with a context word nearby.
@@ -264,8 +264,31 @@ PHONE_CONTEXT = ["phone", "call", "number", "tel", "telephone", "mobile", "cell"
                  "text", "whatsapp", "ring"]
 # "my name is X", "Mr X", "Dr. X Y": the capitalised words after a cue.
 PERSON_CUE = (r"(?:\b(?:[Mm]y|[Hh]is|[Hh]er|[Tt]heir) name is|\bI am|\bI'm|\b[Nn]amed|\b[Cc]all me|"
-              r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam)\.?)[ \t]+"
+              r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam)\.?|\b(?:Dear|Hi|Hello|Hey|Thanks|Regards|Sincerely|Cheers),?)[ \t]+"
               r"((?:[A-Z][\w'’-]+|[A-Z]\.)(?:[ \t]+(?:[A-Z][\w'’-]+|[A-Z]\.)){0,3})")
+
+
+# Card numbers Presidio's CreditCardRecognizer leaves out: 19-digit Visa, Mastercard 2-series, 12-19 digit
+# Maestro, 15-digit JCB (2131/1800), UnionPay. Luhn-checked and matched against the issuer prefixes below.
+_CARD_IIN = re.compile(r"^(?:4|5[0-5]|5[6-9]|6\d|2(?:2[2-9]|[3-6]\d|7[01]|720)|2131|1800|3[0-9])")
+_CARD_LONG = r"(?<![\d-])(?:\d{4}[ -]?){3}\d{3,4}(?:[ -]?\d{1,3})?(?![\d-])|(?<![\d-])\d{4}[ -]?\d{6}[ -]?\d{5}(?![\d-])"
+_CARD_SHORT = r"(?<![\d-])\d{12,14}(?![\d-])"
+CARD_CONTEXT = ["card", "credit", "debit", "visa", "mastercard", "maestro", "amex", "jcb", "discover", "payment",
+                "cc", "expiry", "cvv"]
+
+
+def _extra_card_recognizer(language: str) -> Any:
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    class ExtraCardRecognizer(PatternRecognizer):
+        def validate_result(self, pattern_text: str) -> bool | None:
+            digits = "".join(c for c in pattern_text if c.isdigit())
+            ok = 12 <= len(digits) <= 19 and bool(_CARD_IIN.match(digits)) and luhn_ok(digits)
+            return None if ok else False  # None keeps the pattern's score
+
+    return ExtraCardRecognizer(supported_entity="CREDIT_CARD", name="ExtraCardRecognizer", supported_language=language,
+                               patterns=[Pattern("card_15_19", _CARD_LONG, 0.6), Pattern("card_12_14", _CARD_SHORT, 0.3)],
+                               context=CARD_CONTEXT, global_regex_flags=re.MULTILINE)
 
 
 def _street_recognizer(language: str) -> Any:
@@ -296,7 +319,10 @@ def _person_cue_recognizer(language: str) -> Any:
 
     rx = re.compile(PERSON_CUE)
     stop = {"A", "An", "The", "I", "In", "On", "At", "Not", "So", "Very", "Just", "Here", "Sorry", "Glad", "Happy",
-            "Looking", "Going", "Trying", "Writing", "Calling", "From", "Also", "Still", "Now", "Currently", "Interested"}
+            "Looking", "Going", "Trying", "Writing", "Calling", "From", "Also", "Still", "Now", "Currently", "Interested",
+            "All", "Everyone", "There", "Team", "Sir", "Madam", "Guys", "Folks", "Again", "For", "To", "And", "Thanks",
+            "Thank", "You", "Please", "Customer", "Support", "Hello", "Hi", "Good", "Morning", "Afternoon", "Evening",
+            "Friend", "Friends", "Colleagues", "World", "Best", "Kind", "Warm", "Regards", "Yes", "No", "Ok", "Okay"}
 
     class PersonCueRecognizer(LocalRecognizer):
         def load(self) -> None:
@@ -318,6 +344,39 @@ def _person_cue_recognizer(language: str) -> Any:
             return out
 
     return PersonCueRecognizer(supported_entities=["PERSON"], name="PersonCueRecognizer", supported_language=language)
+
+
+# Country names that are also common words or given names: left to NER, which sees the context.
+_AMBIGUOUS_COUNTRIES = {"Chad", "Jordan", "Georgia", "Turkey", "Guinea", "Niger", "Jersey", "Dominica", "Israel",
+                        "Mali", "Cuba", "Peru", "Oman", "Togo", "Iran", "Iraq", "China", "Japan", "Panama"}
+
+
+def country_names() -> list[str]:
+    """English country and territory names, from phonenumbers' bundled locale data (offline)."""
+    from phonenumbers.geodata.locale import LOCALE_DATA
+
+    out: set[str] = set()
+    for names in LOCALE_DATA.values():
+        name = names.get("en", "")
+        while name.startswith("*"):
+            name = names.get(name[1:], "")
+        name = name.strip()
+        if name and "(" not in name and name not in _AMBIGUOUS_COUNTRIES:
+            out.add(name)
+    out |= {"USA", "U.S.A.", "UK", "U.K.", "Britain", "Great Britain", "England", "Scotland", "Wales",
+            "Northern Ireland", "Holland", "Czechia", "South Korea", "North Korea", "Russia", "Vietnam"}
+    return sorted(out)
+
+
+def _country_recognizer(language: str) -> Any:
+    from presidio_analyzer import PatternRecognizer
+
+    names = country_names()
+    # deny_list matches whole words; case-sensitive so "jersey" or "turkey" in lower case never match, but
+    # upper-case forms ("CANADA" in an address block) do.
+    terms = sorted(set(names) | {n.upper() for n in names if len(n) > 4})
+    return PatternRecognizer(supported_entity="LOCATION", name="CountryRecognizer", supported_language=language,
+                             deny_list=terms, deny_list_score=0.7, global_regex_flags=re.MULTILINE)
 
 
 def build_recognizers(opts: PiiOptions) -> list[Any]:
@@ -356,8 +415,12 @@ def build_recognizers(opts: PiiOptions) -> list[Any]:
             recs.append(make())
     if "DATE_TIME" in wanted:
         recs.append(DateRecognizer(supported_language=lang))
+    if "CREDIT_CARD" in wanted:
+        recs.append(_extra_card_recognizer(lang))
     if "LOCATION" in wanted:
         recs.append(_street_recognizer(lang))
+        if lang == "en":
+            recs.append(_country_recognizer(lang))
     if "PHONE_NUMBER" in wanted:
         recs.append(_loose_phone_recognizer(lang))
     if "PERSON" in wanted:
@@ -423,8 +486,8 @@ class PiiDetector:
                     continue
                 found.append(Finding(self.name, r.entity_type, float(r.score), (int(r.start), int(r.end)),
                                      {"recognizer": rec}))
-            out.append(resolve_overlaps(found))
-        return out
+            out.append(merge_locations(text, resolve_overlaps(text, found)))
+        return propagate_names(texts, out, self.name)
 
     async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
         if not texts:
@@ -436,6 +499,7 @@ class PiiDetector:
 # Which finding wins when two overlap: validated structured values beat loose patterns beat NER guesses.
 _STRONG = {"EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "CRYPTO", "US_SSN"}
 _NER_RECOGNIZER = "SpacyRecognizer"
+_NAMES = {"PERSON", "LOCATION", "ORGANIZATION", "NRP"}  # trimmed, not dropped, when a stronger finding cuts in
 
 
 def _tier(f: Finding) -> int:
@@ -479,30 +543,108 @@ def _concrete_date(value: str) -> bool:
     return len(digits) <= 14
 
 
-def resolve_overlaps(found: list[Finding]) -> list[Finding]:
-    """Drop a finding that overlaps one of a stronger tier (a URL inside an email, NER calling a card
-    number a date), and a phone number that is exactly a date the date patterns found. Sorted by span."""
+def resolve_overlaps(text: str, found: list[Finding]) -> list[Finding]:
+    """Where a finding overlaps one of a stronger tier (a URL inside an email, NER calling a card number a
+    date, NER running a name into "Apt. 5"), the weaker one keeps only its longest part outside the
+    stronger ones, or goes when nothing word-like is left. A phone number that is exactly a date the
+    date patterns found goes too. Sorted by span."""
     keep: list[Finding] = []
     for f in found:
         s, e = f.span or (0, 0)
         t = _tier(f)
-        beaten = False
+        parts = [(s, e)]
         for g in found:
-            if g is f:
+            if g is f or not parts:
                 continue
             gs, ge = g.span or (0, 0)
-            if gs < e and s < ge:
-                if _tier(g) > t:
-                    beaten = True
-                elif (f.category == "PHONE_NUMBER" and g.category == "DATE_TIME" and _tier(g) == 2
-                      and (gs, ge) == (s, e)):
-                    beaten = True
-            if beaten:
-                break
-        if not beaten:
+            if not (gs < e and s < ge):
+                continue
+            if _tier(g) > t:
+                parts = [p for ps, pe in parts for p in ((ps, min(pe, gs)), (max(ps, ge), pe)) if p[1] > p[0]]
+            elif f.category == "PHONE_NUMBER" and g.category == "DATE_TIME" and _tier(g) == 2 and (gs, ge) == (s, e):
+                parts = []
+        if parts == [(s, e)]:
             keep.append(f)
+            continue
+        if not parts:
+            continue
+        ps, pe = max(parts, key=lambda p: p[1] - p[0])
+        value = text[ps:pe]
+        lead = len(value) - len(value.lstrip(" \t\n,.;:-"))
+        tail = len(value) - len(value.rstrip(" \t\n,.;:-"))
+        ps, pe = ps + lead, pe - tail
+        if pe - ps >= 2 and f.category in _NAMES and any(c.isupper() for c in text[ps:pe]):
+            keep.append(Finding(f.detector, f.category, f.score, (ps, pe), f.evidence, f.message_index))
     keep.sort(key=lambda f: (f.span or (0, 0), f.category))
     return keep
+
+
+_LOC_GAP = re.compile(r"[\s,]{0,4}")
+_POSTCODE_AFTER = re.compile(r"[ \t,]{0,3}(?:[A-Z]{2}[ \t]+)?\d{4,6}\b")
+
+
+def merge_locations(text: str, found: list[Finding]) -> list[Finding]:
+    """One finding per address block: LOCATION findings separated only by spaces, commas or line breaks
+    merge (street, unit, city, country), and a trailing postcode joins them. One placeholder then stands
+    for the whole address instead of leaving its pieces readable between three placeholders."""
+    locs = sorted((f for f in found if f.category == "LOCATION" and f.span), key=lambda f: f.span)
+    if not locs:
+        return found
+    merged: list[Finding] = []
+    for f in locs:
+        if merged:
+            last = merged[-1]
+            ls, le = last.span  # type: ignore[misc]
+            s, e = f.span  # type: ignore[misc]
+            if s <= le or _LOC_GAP.fullmatch(text[le:s]):
+                merged[-1] = Finding(last.detector, "LOCATION", max(last.score, f.score), (ls, max(le, e)),
+                                     {"recognizer": "merged" if s > le or e > le else last.evidence.get("recognizer", "")})
+                continue
+        merged.append(f)
+    final = []
+    for f in merged:
+        s, e = f.span  # type: ignore[misc]
+        m = _POSTCODE_AFTER.match(text, e)
+        if m and f.evidence.get("recognizer") != _NER_RECOGNIZER or (m and (e - s) > 12):
+            e = m.end()
+        final.append(Finding(f.detector, f.category, f.score, (s, e), f.evidence))
+    rest = [f for f in found if f.category != "LOCATION" or not f.span]
+    rest = [f for f in rest if not any(g.span[0] <= (f.span or (-1, -1))[0] and (f.span or (0, 0))[1] <= g.span[1]
+                                       and f.category in ("DATE_TIME", "PHONE_NUMBER") for g in final)]
+    return sorted(rest + final, key=lambda f: (f.span or (0, 0), f.category))
+
+
+_NAME_TOKEN = re.compile(r"^[A-ZÀ-ÞĀ-Ž][\w'’-]{2,}$")
+
+
+def propagate_names(texts: Sequence[str], results: list[list[Finding]], detector: str) -> list[list[Finding]]:
+    """A name found once in a request is found everywhere in it: other mentions of the same name, and of
+    its last word alone ("Ms Yefremova" after "Faina D. Yefremova"), in every message. Pseudonyms then
+    stay consistent, and a surname the model missed in one sentence does not leak."""
+    names: dict[str, float] = {}
+    for text, found in zip(texts, results):
+        for f in found:
+            if f.category == "PERSON" and f.span:
+                value = text[f.span[0]:f.span[1]].strip()
+                if len(value) >= 3:
+                    names[value] = max(names.get(value, 0.0), f.score)
+                    last = value.split()[-1].rstrip(".,'’s")
+                    if " " in value and _NAME_TOKEN.match(last):
+                        names.setdefault(last, f.score)
+    if not names:
+        return results
+    alt = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    rx = re.compile(rf"(?<![\w@.])(?:{alt})(?![\w@])")
+    out = []
+    for text, found in zip(texts, results):
+        extra = []
+        for m in rx.finditer(text):
+            s, e = m.span()
+            if any(f.span and f.span[0] < e and s < f.span[1] for f in found):
+                continue
+            extra.append(Finding(detector, "PERSON", names[m.group(0)], (s, e), {"recognizer": "propagated"}))
+        out.append(sorted(found + extra, key=lambda f: (f.span or (0, 0), f.category)) if extra else found)
+    return out
 
 
 def _norm(value: str) -> str:

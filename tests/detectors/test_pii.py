@@ -139,6 +139,8 @@ ENTITY_CASES = [
     ("PHONE_NUMBER", "Our Paris office: +33 1 42 68 53 00.", "+33 1 42 68 53 00"),
     ("PHONE_NUMBER", "US support line (212) 555-0134.", "(212) 555-0134"),
     ("CREDIT_CARD", "My card is 4111 1111 1111 1111, expiry 04/27.", "4111 1111 1111 1111"),
+    ("CREDIT_CARD", "Pay with 4131 0342 8245 8809 939 today.", "4131 0342 8245 8809 939"),  # 19-digit Visa
+    ("CREDIT_CARD", "Use card 2223003122003222 here.", "2223003122003222"),  # Mastercard 2-series
     ("US_SSN", "His social security number is 536-22-1234.", "536-22-1234"),
     ("IBAN_CODE", "Transfer to GB82 WEST 1234 5698 7654 32 please.", "GB82 WEST 1234 5698 7654 32"),
     ("IBAN_CODE", "IBAN DE89370400440532013000 for the rent.", "DE89370400440532013000"),
@@ -182,6 +184,30 @@ def test_finding_spans_are_code_points(loaded):
     text = "😀 héllo, write to zoë@example.org"
     found = [f for f in _detect(loaded, text) if f.category == "EMAIL_ADDRESS"]
     assert found and text[found[0].span[0]:found[0].span[1]] == "zoë@example.org"
+
+
+def test_name_found_once_is_found_everywhere_in_the_request(loaded):
+    texts = ["My name is Faina D. Yefremova.", "Please ask Ms Yefremova about it, Faina D. Yefremova knows."]
+    out = asyncio.run(loaded["detector"].detect(texts, CallContext()))
+    found = [sorted(t[f.span[0]:f.span[1]] for f in fl if f.category == "PERSON") for t, fl in zip(texts, out)]
+    assert found[0] == ["Faina D. Yefremova"]
+    assert "Faina D. Yefremova" in found[1]
+    spans = [f.span for f in out[1] if f.category == "PERSON"]
+    second = texts[1].index("Yefremova")
+    assert any(s <= second and second + len("Yefremova") <= e for s, e in spans)
+
+
+def test_address_block_is_one_location(loaded):
+    text = "Send it to 14 Crown Street, Suite 321\nLondon\nUnited Kingdom 75419 before Friday."
+    locs = [text[f.span[0]:f.span[1]] for f in _detect(loaded, text) if f.category == "LOCATION"]
+    assert locs == ["14 Crown Street, Suite 321\nLondon\nUnited Kingdom 75419"]
+
+
+def test_weaker_findings_yield_to_stronger_ones(loaded):
+    text = "Write to john.smith@acme.co.uk, card 4111 1111 1111 1111."
+    cats = [(f.category, text[f.span[0]:f.span[1]]) for f in _detect(loaded, text)]
+    assert ("EMAIL_ADDRESS", "john.smith@acme.co.uk") in cats
+    assert not any(c in ("URL", "DATE_TIME", "PHONE_NUMBER") for c, _ in cats), cats
 
 
 # ------------------------------------------------------------------------------- operators end to end
