@@ -316,14 +316,25 @@ class Upstreams:
         return self.clients[name]
 
     def for_model(self, model: str) -> UpstreamClient | None:
-        """The default upstream when it serves `model`, else the first upstream (policy order) that does."""
-        default = self.clients.get(self.default)
-        if default is not None and glob_match(model, default.spec.models):
-            return default
-        for c in self.clients.values():
-            if glob_match(model, c.spec.models):
-                return c
-        return None
+        """The upstream serving `model`: an exact name beats a glob, a glob beats '*'; among equals the
+        default upstream wins, then policy order."""
+        best: tuple[int, int, int] | None = None
+        chosen: UpstreamClient | None = None
+        for order, c in enumerate(self.clients.values()):
+            score = -1
+            for p in c.spec.models:
+                if p == model:
+                    score = max(score, 2)
+                elif p != "*" and glob_match(model, [p]):
+                    score = max(score, 1)
+                elif p == "*":
+                    score = max(score, 0)
+            if score < 0:
+                continue
+            key = (score, 1 if c.name == self.default else 0, -order)
+            if best is None or key > best:
+                best, chosen = key, c
+        return chosen
 
     async def model_names(self) -> dict[str, str]:
         """Model id -> upstream name: names the policy lists, plus what openai-kind upstreams with
