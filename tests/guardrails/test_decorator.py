@@ -642,3 +642,34 @@ def test_prompt_reading_fails_closed(gr) -> None:
     # a part with text but an unusual type is still checked (as the proxy does)
     chat([{"role": "user", "content": [{"type": "input_text", "text": EMAIL}]}])
     assert calls[-1][0]["content"][0]["text"] == "<EMAIL_ADDRESS_1>"
+
+
+FLAGGING = kit.POLICY.replace("""access:
+  anonymous_role: local
+  roles:""", """  - name: topics
+    type: keywords
+    stages: [input]
+    options: {terms: {health: [diagnosis]}}
+    rules: {"*": {action: flag}}
+access:
+  anonymous_role: local
+  roles:
+    restricted: {upstreams: {echo: []}}""")
+
+
+def test_data_categories_per_upstream_apply_in_process(tmp_path: Path) -> None:
+    g, rec = kit.make_guard(tmp_path, FLAGGING)
+
+    @g.guard
+    def ask(prompt: str) -> str:
+        return "ok"
+
+    with g:
+        assert ask("my diagnosis") == "ok"  # the local role may send anything anywhere
+        with trustwall_principal("rita", role="restricted"):
+            assert ask(f"hello {PERSON}") == "ok"  # pseudonymised: nothing sensitive passes
+            with pytest.raises(AccessDenied) as ei:
+                ask("my diagnosis")  # flagged 'health' would reach upstream 'echo' as it is
+        assert ei.value.code == "category_not_allowed"
+        r = rec.records[-1]
+        assert (r.status, r.error, r.final_action) == (403, "category_not_allowed", Action.BLOCK)
