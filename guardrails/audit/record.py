@@ -30,9 +30,12 @@ GENESIS = "0" * 64
 SCHEMA_VERSION = 1
 
 # what Renderer writes for redact / hash / pseudonymise: <EMAIL_ADDRESS>, <PERSON_1>, <IBAN_CODE:9f2c...>
-_PLACEHOLDER = re.compile(r"<[A-Za-z0-9_\-]{1,64}(?::[0-9a-f]{8,64})?>")
+_PLACEHOLDER = re.compile(r"<([^<>\n]{1,80})>")
 _SAFE_EVIDENCE_KEYS = frozenset({"source_id", "source", "recognizer", "rule", "pattern", "kind", "label", "model",
                                  "entity", "keep_last", "matched_span", "similarity", "window"})
+_SEARCH = 8  # how far left of its computed place a replacement may start (grapheme widening)
+_OPENERS = frozenset("([{\"'>")
+_CLOSERS = frozenset(")]}\"'<,;.!?:")
 _ID_LIKE = re.compile(r"^[A-Za-z0-9_.:/\-]{1,80}$")
 
 
@@ -102,7 +105,45 @@ def _merge(spans: Iterable[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
     return out
 
 
-def safe_text(text: str, judgements: Sequence[Judgement]) -> str | None:
+def _merge_regions(js: Sequence[Judgement]) -> list[tuple[int, int, Judgement, frozenset[str]]]:
+    """Merged REDACT regions with every placeholder name their judgements could have rendered."""
+    out: list[tuple[int, int, Judgement, set[str]]] = []
+    for j in sorted(js, key=lambda j: (j.finding.span[0], -j.finding.span[1])):  # type: ignore[index]
+        s, e = j.finding.span  # type: ignore[misc]
+        cat = str(j.finding.category)
+        names = {cat, re.sub(r"[^A-Za-z0-9]", "_", cat.upper()) or "ENTITY"}
+        if out and s <= out[-1][1]:
+            ps, pe, pj, pn = out[-1]
+            out[-1] = (ps, max(pe, e), pj, pn | names)
+        else:
+            out.append((s, e, j, names))
+    return [(s, e, j, frozenset(n)) for s, e, j, n in out]
+
+
+def _placeholder_at(text: str, pos: int, names: frozenset[str]) -> re.Match[str] | None:
+    """A replacement the Renderer could have written for one of `names`, starting at `pos`."""
+    m = _PLACEHOLDER.match(text, pos)
+    if m is None:
+        return None
+    inner = m.group(1)
+    name = inner.split(":", 1)[0] if ":" in inner else inner
+    if name in names or re.sub(r"_\d+$", "", name) in names:
+        return m
+    return None
+
+
+def _word(text: str, s: int, e: int, widen: bool) -> tuple[int, int]:
+    """Widen a cut to the whole whitespace-delimited word(s) it touches (when positions may drift)."""
+    if not widen:
+        return s, e
+    while s > 0 and not text[s - 1].isspace() and text[s - 1] not in _OPENERS:
+        s -= 1
+    while e < len(text) and not text[e].isspace() and text[e] not in _CLOSERS:
+        e += 1
+    return s, e
+
+
+def safe_text(text: str, judgements: Sequence[Judgement], blocked: bool = False) -> str | None:
     """The passed-on `text` with every reported span replaced by ``<CATEGORY>``.
 
     `judgements` are those of this one text, with spans in the coordinates of the text the detectors
@@ -110,6 +151,10 @@ def safe_text(text: str, judgements: Sequence[Judgement]) -> str | None:
     call passes nothing on and keeps the original); each is recognised at its shifted position. Every
     other span (flagged, routed, allowed below threshold) is mapped through those shifts and replaced.
     Returns None (text withheld) when a spanless redaction was not applied.
+
+    `blocked`: the decision blocked, so the redactions may not have been applied at all (the pipeline
+    passes nothing on and keeps the original) or only partly (a stream released redacted text before
+    a later window blocked). Both readings are cut then: their union is safe either way.
     """
     redacts = [j for j in judgements if j.action is Action.REDACT]
     others = [j for j in judgements if j.action is not Action.REDACT and j.finding.span is not None]
@@ -118,42 +163,62 @@ def safe_text(text: str, judgements: Sequence[Judgement]) -> str | None:
         return text if _PLACEHOLDER.fullmatch(text) else None
     if not redacts and not others:
         return text
-    regions = _merge((j.finding.span[0], j.finding.span[1], j) for j in redacts)  # type: ignore[index]
-    # walk the REDACT regions: find each at its shifted position, learn the shift it introduces
+    regions = _merge_regions(redacts)
+    # Walk the REDACT regions: find each at its shifted position and learn the shift it introduces.
+    # The pipeline widens spans to whole grapheme clusters, which can move a replacement a few code
+    # points left of where the raw span says (found by a short leftward search) and end it a few
+    # points later (not visible here: later positions may then be computed slightly too far right).
+    # Cuts after an applied region are therefore widened left to the start of their word, and cuts of
+    # unapplied regions to its end, which absorbs that drift.
     starts: list[int] = []  # original start of each region
     table: list[tuple[int, int, int, int]] = []  # (orig_s, orig_e, new_s, new_e)
-    cut: list[tuple[int, int, str]] = []  # spans of `text` to replace, with category
+    cut: list[tuple[int, int, str, bool]] = []  # spans of `text` to replace, category, drift possible
     shift = 0
-    for s, e, j in regions:
+    last_end = 0
+    drift = False
+    for s, e, j, names in regions:
         p = s + shift
-        n = e - s
-        m = _PLACEHOLDER.match(text, p)
-        if m is not None:
-            new_e = m.end()  # applied: <CAT>, <CAT_1>, <CAT:hash>; already safe
-        else:
-            new_e = min(len(text), p + n)  # a mask (same length) or not applied: cut it
-            if p < len(text):
-                cut.append((p, new_e, j.finding.category))
-        table.append((s, e, p, new_e))
+        m = _placeholder_at(text, p, names) if p >= last_end else None
+        d = 1
+        while m is None and d <= _SEARCH and p - d >= last_end:
+            m = _placeholder_at(text, p - d, names)
+            if m is not None and m.end() <= p:  # a look-alike in the text before the span, not its replacement
+                m = None
+            d += 1
+        if m is not None:  # applied: <CAT>, <CAT_1>, <CAT:hash>; already safe
+            ns, ne = m.start(), m.end()
+        else:  # a mask (same length) or not applied (a blocked call): cut it
+            ns, ne = max(p, last_end), min(len(text), p + (e - s))
+            if ns < len(text):
+                cut.append((ns, ne, j.finding.category, True))
+        table.append((s, e, ns, ne))
         starts.append(s)
-        shift += (new_e - p) - n
+        shift, last_end = ne - e, ne
+        drift = drift or m is not None
 
-    def to_new(x: int, side: int) -> int:
+    def to_new(x: int, side: int) -> tuple[int, bool]:
         # side 0: a span start (regions starting at x count); side 1: a span end (they do not)
         i = (bisect.bisect_right(starts, x) if side == 0 else bisect.bisect_left(starts, x)) - 1
         if i < 0:
-            return x
+            return x, False
         s, e, ns, ne = table[i]
         if (side == 0 and x < e) or (side == 1 and x <= e):
-            return ns if side == 0 else ne  # inside a region: widen to the whole replacement
-        return x + (ne - e)
+            return (ns if side == 0 else ne), True  # inside a region: widen to the whole replacement
+        return x + (ne - e), True
 
     for j in others:
         s, e = j.finding.span  # type: ignore[misc]
-        ns, ne = to_new(s, 0), to_new(e, 1)
+        (ns, moved), (ne, _) = to_new(s, 0), to_new(e, 1)
         ns, ne = max(0, min(ns, len(text))), max(0, min(ne, len(text)))
         if ne > ns:
-            cut.append((ns, ne, j.finding.category))
+            cut.append((ns, ne, j.finding.category, drift and moved))
+    cut = [(*_word(text, s, e, widen), c) for s, e, c, widen in cut]
+    if blocked:  # the other reading: nothing applied, every span where the detector saw it
+        for j in judgements:
+            if j.finding.span is not None:
+                s0, e0 = max(0, min(j.finding.span[0], len(text))), max(0, min(j.finding.span[1], len(text)))
+                if e0 > s0:
+                    cut.append((s0, e0, j.finding.category))
     if not cut:
         return text
     if not text.isascii():
@@ -163,7 +228,7 @@ def safe_text(text: str, judgements: Sequence[Judgement]) -> str | None:
         cut = [(*snap((s, e), text, bounds), c) for s, e, c in cut]
     parts: list[str] = []
     pos = 0
-    for s, e, cat in _merge(cut):
+    for s, e, cat in _merge(cut):  # type: ignore[arg-type]
         if s < pos:
             continue
         parts.append(text[pos:s])
@@ -187,7 +252,7 @@ def decision_texts(dec: Decision | None, mode: TextMode, hash_key: bytes) -> lis
             else:
                 continue  # about the whole request (a detector error): no span to cut
         by_msg.setdefault(idx, []).append(j)
-    return [safe_text(t, by_msg.get(i, ())) for i, t in enumerate(dec.texts)]
+    return [safe_text(t, by_msg.get(i, ()), dec.action is Action.BLOCK) for i, t in enumerate(dec.texts)]
 
 
 # ---------------------------------------------------------------------------------- privacy: findings

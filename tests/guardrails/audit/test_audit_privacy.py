@@ -88,7 +88,7 @@ def test_safe_text_maps_unredacted_spans_through_placeholders() -> None:
 def test_safe_text_on_a_blocked_call_cuts_every_span() -> None:
     text = "key sk-123456 for bob@x.test"
     js = [_j((4, 13), "SECRET", Action.BLOCK), _j((18, 28), "EMAIL_ADDRESS", Action.REDACT, Operator.REDACT)]
-    assert safe_text(text, js) == "key <SECRET> for <EMAIL_ADDRESS>"
+    assert safe_text(text, js, blocked=True) == "key <SECRET> for <EMAIL_ADDRESS>"
 
 
 def test_safe_text_replaces_masks_and_below_threshold_spans() -> None:
