@@ -995,8 +995,12 @@ class Guard:
                 yield self._refuse(target, opts, TextOutput())
                 return
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
-            async for item in self.stream_async(call, proc, target(*call_args, **call_kwargs), opts.on_block):
-                yield item
+            inner = self.stream_async(call, proc, target(*call_args, **call_kwargs), opts.on_block)
+            try:
+                async for item in inner:
+                    yield item
+            finally:
+                await inner.aclose()  # no `yield from` for async generators: close (and audit) now
 
         return wrapper
 

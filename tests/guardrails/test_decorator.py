@@ -673,3 +673,33 @@ def test_data_categories_per_upstream_apply_in_process(tmp_path: Path) -> None:
         assert ei.value.code == "category_not_allowed"
         r = rec.records[-1]
         assert (r.status, r.error, r.final_action) == (403, "category_not_allowed", Action.BLOCK)
+
+
+async def test_async_generator_closed_early_is_audited(gr) -> None:
+    g, rec = gr
+
+    @g.guard
+    async def stream(prompt: str):
+        for i in range(1000):
+            yield f"Sentence number {i} is here. "
+
+    agen = stream("x")
+    assert (await agen.__anext__()).startswith("Sentence number 0")
+    await agen.aclose()
+    r = rec.records[-1]
+    assert (r.status, r.error, r.streamed) == (499, "client_disconnected", True)
+
+
+def test_lazy_guard_from_policy_loads_on_first_use(tmp_path: Path) -> None:
+    policy_file = tmp_path / "p.yaml"
+    policy_file.write_text(kit.POLICY)
+    g = Guard.from_policy(policy_file, settings=kit.settings(tmp_path), registry=kit.registry(), audit=False,
+                          lazy=True)
+    assert g._core.runtime is None and "not loaded" in repr(g)
+
+    @g.guard
+    def ask(prompt: str) -> str:
+        return prompt
+
+    assert ask(PERSON) == PERSON and g._core.runtime is not None
+    g.close()

@@ -200,3 +200,17 @@ async def test_async_clients_many_concurrent_callers(upstream, gr) -> None:
     outs = await asyncio.gather(*(one(i) for i in range(24)))
     assert outs == [f"Reply to: Linus Caller-{i} at u{i}@example.com" for i in range(24)]
     assert len(rec.records) == 24
+
+
+def test_sync_stream_with_several_choices(upstream, gr) -> None:
+    url, _ = upstream
+    g, rec = gr
+    client = g.wrap_openai(sync_client(url))
+    chunks = list(client.chat.completions.create(model="echo", stream=True, n=2,
+                                                 messages=[{"role": "user", "content": f"Hi {PERSON}. " * 3}]))
+    assert content_of(chunks, 0) == f"Reply to: Hi {PERSON}. Hi {PERSON}. Hi {PERSON}. "
+    assert content_of(chunks, 1) == f"Reply1 to: Hi {PERSON}. Hi {PERSON}. Hi {PERSON}. "
+    finishes = sorted((c.index, c.finish_reason) for ch in chunks for c in ch.choices if c.finish_reason)
+    assert finishes == [(0, "stop"), (1, "stop")]
+    r = rec.records[-1]
+    assert r.streamed and r.output is not None and len(r.output.texts) == 2
