@@ -446,6 +446,13 @@ class CorpusIndex:
                 return cls(params)
             raise CorpusError(f"{path}: no corpus index")
         try:
+            with open(path, "rb") as fh:
+                magic = fh.read(4)
+        except OSError as exc:
+            raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if magic != b"PK\x03\x04":
+            raise CorpusError(f"{path}: not a corpus index (expected a .npz archive written by `trustwall corpus`)")
+        try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
                 if meta.get("format") != FORMAT:

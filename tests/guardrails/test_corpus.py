@@ -95,8 +95,12 @@ def test_missing_index_is_empty_and_corrupt_index_is_rejected(tmp_path: Path) ->
         CorpusIndex.load(tmp_path / "none.npz", missing_ok=False)
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(CorpusError, match="unreadable corpus index"):
+    with pytest.raises(CorpusError, match="not a corpus index"):
         CorpusIndex.load(bad)
+    zipped = tmp_path / "zipped.npz"
+    np.savez(zipped, other=np.zeros(2))
+    with pytest.raises(CorpusError, match="unreadable corpus index"):
+        CorpusIndex.load(zipped)
     other = tmp_path / "other.npz"
     np.savez(other, meta=np.frombuffer(b'{"format": "x"}', dtype=np.uint8))
     with pytest.raises(CorpusError, match="not a trustwall copyright index"):
