@@ -43,21 +43,10 @@ def _open(ctx: typer.Context, url: str | None) -> tuple[Any, Any]:
 
 
 def _filters(since: str | None, until: str | None, principal: str | None, actions: list[str] | None) -> Any:
-    from guardrails.audit import Filters
-    from guardrails.audit.record import parse_time
-    from guardrails.types import Action
+    from guardrails.audit.export import make_filters
 
-    acts: list[str] = []
-    for a in actions or []:
-        for part in a.split(","):
-            if part.strip():
-                try:
-                    acts.append(Action.parse(part.strip()).label)
-                except ValueError:
-                    _fail(f"--action: unknown action {part.strip()!r} (allow, flag, redact, route, block)")
     try:
-        return Filters(since=parse_time(since) if since else None, until=parse_time(until) if until else None,
-                       principal=principal, actions=tuple(acts))
+        return make_filters(since, until, principal, actions)
     except ValueError as exc:
         _fail(str(exc))
 

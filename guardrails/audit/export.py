@@ -1,11 +1,11 @@
 """Streaming export (JSONL, CSV, Parquet) and stats over any AuditSink, in flat memory.
 
 `export_chunks` is the sync core (the CLI writes its chunks to a file); `iter_export` is the async
-generator the proxy mounts at ``GET /v1/audit/export``:
+generator the proxy mounts at ``GET /v1/audit/export`` (admin role only; the proxy checks that):
 
-    from guardrails.audit import Filters, iter_export
-    return StreamingResponse(iter_export(runtime.audit.sink, "csv", Filters(since=...)),
-                             media_type=MEDIA_TYPES["csv"])
+    from guardrails.audit.export import FORMATS, MEDIA_TYPES, iter_export, make_filters
+    filters = make_filters(since, until, principal, action)      # ValueError -> 400
+    return StreamingResponse(iter_export(runtime.audit.sink, fmt, filters), media_type=MEDIA_TYPES[fmt])
 
 JSONL lines are the stored canonical bodies with their hash (each line can be re-hashed). CSV and
 Parquet rows are flat: one column per scalar field; lists and findings are JSON text in CSV and typed
@@ -40,6 +40,27 @@ _NESTED = ("categories", "findings", "detector_errors", "checks", "input_text", 
 
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)  # stateless, reused
+
+
+def make_filters(since: str | float | None = None, until: str | float | None = None, principal: str | None = None,
+                 actions: str | list[str] | tuple[str, ...] | None = None) -> Filters:
+    """Filters from CLI or query-string values (dates as 2026-11-23, ISO 8601 or unix seconds; actions
+    repeated or comma-separated). Raises ValueError with a message fit for a 400 / exit 2."""
+    from guardrails.audit.record import parse_time
+    from guardrails.types import Action
+
+    raw = [actions] if isinstance(actions, str) else list(actions or [])
+    acts: list[str] = []
+    for a in raw:
+        for part in str(a).split(","):
+            if part.strip():
+                try:
+                    acts.append(Action.parse(part.strip()).label)
+                except ValueError:
+                    raise ValueError(f"unknown action {part.strip()!r} (allow, flag, redact, route, block)") from None
+    return Filters(since=parse_time(since) if since not in (None, "") else None,
+                   until=parse_time(until) if until not in (None, "") else None,
+                   principal=principal or None, actions=tuple(dict.fromkeys(acts)))
 
 
 def flat_row(body: dict[str, Any], hash_: str, *, evidence_as_text: bool = True) -> dict[str, Any]:

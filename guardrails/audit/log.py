@@ -1,7 +1,8 @@
 """AuditLog: the runtime's recorder. Builds the privacy-safe body on the caller's side (cheap, pure) and
 hands it to one writer thread through a bounded queue, so the store is never on the request path.
 
-When the queue is full, policy.audit.on_full decides: ``wait`` (the call waits for room, off the event
+The writer signs a checkpoint when it has been idle for `idle_checkpoint_s` (default 60 s) with
+unsigned records, besides every policy.audit.checkpoint_every records. When the queue is full, policy.audit.on_full decides: ``wait`` (the call waits for room, off the event
 loop) or ``refuse`` (AuditUnavailable, which adapters answer with 503). A record is never dropped: a
 failing store is retried with backoff while the queue fills up. ``aclose()`` flushes, signs a final
 checkpoint and closes the store. The writer is a thread, not a task, so one log serves any event loop
@@ -43,7 +44,7 @@ class AuditUnavailable(TrustwallError):
 class AuditLog:
     def __init__(self, sink: AuditSink, *, policy_id: str = "", policy_version: str = "", text_mode: TextMode = "redacted",
                  hash_key: bytes = b"", queue_size: int = 10_000, on_full: str = "wait", batch: int = 512,
-                 flush_timeout_s: float = 60.0):
+                 flush_timeout_s: float = 60.0, idle_checkpoint_s: float | None = 60.0):
         if text_mode == "hash" and not hash_key:
             raise ValueError("text_mode 'hash' needs a hash key")
         self.sink = sink
@@ -53,6 +54,7 @@ class AuditLog:
         self.on_full = on_full
         self.batch = max(1, batch)
         self.flush_timeout_s = flush_timeout_s
+        self.idle_checkpoint_s = idle_checkpoint_s
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
         self._closed = False
         self._failing: str | None = None
@@ -113,8 +115,14 @@ class AuditLog:
 
     def _run(self) -> None:
         stop = False
+        unsigned = False
         while not stop:
-            item = self._q.get()
+            try:
+                item = self._q.get(timeout=self.idle_checkpoint_s)
+            except queue.Empty:  # idle for a while: sign what was written, so the tail is not left open
+                if unsigned:
+                    unsigned = not self._checkpoint()
+                continue
             items = [item]
             while len(items) < self.batch:
                 try:
@@ -125,8 +133,17 @@ class AuditLog:
             stop = len(bodies) != len(items)
             if bodies:
                 self._write(bodies)
+                unsigned = True
             for _ in items:
                 self._q.task_done()
+
+    def _checkpoint(self) -> bool:
+        try:
+            self.sink.checkpoint()
+            return True
+        except Exception as exc:  # noqa: BLE001 - retried at the next idle period and at shutdown
+            log.warning("audit checkpoint failed: %s", type(exc).__name__)
+            return False
 
     def _write(self, bodies: list[dict[str, Any]]) -> None:
         delay = 0.05

@@ -287,27 +287,40 @@ class PostgresSink(SqlSink):
         self._conninfo = conninfo
         self._schema = schema
         try:
-            import psycopg
-
-            self._db = psycopg.connect(conninfo, autocommit=True)
+            self._db = self._connect()
             if schema:
                 self._db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         except Exception as exc:  # noqa: BLE001 - psycopg raises many kinds; the message names no secret
             raise ConfigError(f"cannot connect to the audit database: {type(exc).__name__}: {_scrub(str(exc))}") from None
         self._init_schema()
 
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+
+    def _live(self) -> Any:
+        """The connection, reopened if the server dropped it (the writer retries through this)."""
+        if self._db.closed or getattr(self._db, "broken", False):
+            try:
+                self._db.close()
+            finally:
+                self._db = self._connect()
+        return self._db
+
     @contextmanager
     def _write_tx(self) -> Iterator[Any]:
         with self._lock:
-            with self._db.transaction():
-                with self._db.cursor() as cur:
+            db = self._live()
+            with db.transaction():
+                with db.cursor() as cur:
                     yield cur
 
     @contextmanager
     def _read_cursor(self, batch: int) -> Iterator[Any]:
         import psycopg
 
-        db = psycopg.connect(self._conninfo)
+        db = psycopg.connect(self._conninfo, connect_timeout=10)
         try:
             with db.transaction():
                 with db.cursor(name=f"tw_audit_{secrets.token_hex(4)}") as cur:
@@ -326,17 +339,17 @@ class PostgresSink(SqlSink):
                                      "ON CONFLICT (id) DO NOTHING"), (GENESIS, secrets.token_hex(8)))
 
     def head(self) -> Head:
-        with self._lock, self._db.cursor() as cur:
+        with self._lock, self._live().cursor() as cur:
             return self._head(cur, lock=False)
 
     def count(self, filters: Filters | None = None) -> int:
         where, args = self._where(filters)
-        with self._lock, self._db.cursor() as cur:
+        with self._lock, self._live().cursor() as cur:
             cur.execute(self._q("SELECT COUNT(*) FROM {p}audit_records" + where), args)
             return int(cur.fetchone()[0])
 
     def marks(self) -> list[Mark]:
-        with self._lock, self._db.cursor() as cur:
+        with self._lock, self._live().cursor() as cur:
             cur.execute(self._q("SELECT kind, seq, hash, payload, sig FROM {p}audit_marks ORDER BY seq, kind"))
             return [Mark(r[0], int(r[1]), r[2], r[3], r[4]) for r in cur.fetchall()]
 

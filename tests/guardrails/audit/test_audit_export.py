@@ -143,3 +143,17 @@ def test_deleting_records_without_a_signed_prune_is_detected(make_store: Any, se
     t.close()
     rep = verify(store, settings)
     assert not rep.ok and rep.first_bad_seq == 1
+
+
+def test_make_filters_parses_query_values() -> None:
+    import pytest
+
+    from guardrails.audit.export import make_filters
+
+    f = make_filters("2026-11-23", "2026-11-24T00:00:00Z", "key-1", ["block,flag", "BLOCK"])
+    assert f.since == 1_795_392_000.0 and f.until == f.since + 86_400 and f.actions == ("block", "flag")
+    assert make_filters(None, "", None, None) == Filters()
+    with pytest.raises(ValueError):
+        make_filters(actions="nuke")
+    with pytest.raises(ValueError):
+        make_filters(since="last tuesday")

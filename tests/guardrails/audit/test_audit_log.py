@@ -176,3 +176,39 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
         r = cli(args, data)
         assert r.exit_code == 2, (args, r.output)
         assert "Traceback" not in r.output
+
+
+async def test_idle_writer_signs_the_tail(settings: Settings) -> None:
+    store = open_store(settings, checkpoint_every=1000)
+    log = AuditLog(store, idle_checkpoint_s=0.05)
+    for r in await records(3):
+        await log.record(r)
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if store.head().cp_seq == 3:
+            break
+    assert store.head().cp_seq == 3  # signed while the log was still open
+    await log.aclose()
+
+
+@pytest.mark.postgres
+def test_postgres_sink_reconnects_after_the_server_drops_it(settings: Settings) -> None:
+    import psycopg
+    from conftest import drop_pg, pg_url
+
+    from guardrails.audit.sql import _split_pg_url
+
+    url = pg_url()
+    store = open_store(settings, url, checkpoint_every=1000)
+    try:
+        store.append([body(0)])
+        pid = store._db.info.backend_pid  # type: ignore[attr-defined]
+        with psycopg.connect(_split_pg_url(url)[0], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            store.append([body(1)])  # the writer's retry loop sees this once ...
+        assert store.append([body(1)]) == 2  # ... and the next attempt reconnects
+        assert verify(store, settings).ok
+    finally:
+        store.close()
+        drop_pg(url)
