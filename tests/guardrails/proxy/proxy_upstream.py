@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 
 @dataclass
@@ -30,6 +30,10 @@ class UpstreamLog:
         self.headers.clear()
         self.cancelled = 0
         self.completed_streams = 0
+
+
+def JSONResponse(obj: Any, status_code: int = 200) -> Response:  # noqa: N802 - ASCII-safe (lone surrogates)
+    return Response(json.dumps(obj), status_code=status_code, media_type="application/json")
 
 
 def _last_text(body: dict[str, Any]) -> str:
