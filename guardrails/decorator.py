@@ -122,6 +122,10 @@ class LoopThread:
     def started(self) -> bool:
         return self._loop is not None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _ensure(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
         if loop is not None and not self._closed:
@@ -622,6 +626,8 @@ class _Core:
         if rt is not None:
             return rt
         with self.lock:
+            if self.loop.closed:
+                raise TrustwallError("this Guard is closed")
             if self.runtime is None:
                 assert self.factory is not None
                 self.runtime = self.factory()
