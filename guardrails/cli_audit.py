@@ -106,15 +106,24 @@ def verify_cmd(
     url: Optional[str] = typer.Option(None, "--url", help=_URL_HELP),
     public_key: Optional[Path] = typer.Option(None, "--public-key", help="Ed25519 public key (PEM) of the signer."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    expect: Optional[str] = typer.Option(None, "--expect", metavar="SEQ:HASH",
+                                         help="A record noted outside the store earlier (as printed by verify): "
+                                              "it must still be there, unchanged."),
 ) -> None:
     """Check the hash chain and the signed checkpoints; report the first record where it breaks.
     Exit 0 only when intact."""
     from guardrails.audit import verify
     from guardrails.errors import TrustwallError
 
+    expected: tuple[int, str] | None = None
+    if expect is not None:
+        seq_s, _, hash_s = expect.partition(":")
+        if not seq_s.isdigit() or len(hash_s) != 64:
+            _fail("--expect takes SEQ:HASH (a record number and its 64-hex-digit hash)")
+        expected = (int(seq_s), hash_s.lower())
     settings, store = _open(ctx, url)
     try:
-        report = verify(store, settings, public_key=public_key)
+        report = verify(store, settings, public_key=public_key, expect=expected)
     except TrustwallError as exc:
         _fail(str(exc))
     finally:

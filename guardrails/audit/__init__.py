@@ -80,11 +80,12 @@ def open_sink(settings: Settings, policy: Policy) -> AuditLog:
                     queue_size=cfg.queue_size, on_full=cfg.on_full)
 
 
-def verify(store: AuditSink, settings: Settings, *, public_key: Path | None = None) -> VerifyReport:
+def verify(store: AuditSink, settings: Settings, *, public_key: Path | None = None,
+           expect: tuple[int, str] | None = None) -> VerifyReport:
     from guardrails.audit.chain import verify_sink
     from guardrails.audit.signing import make_verifiers
 
-    return verify_sink(store, make_verifiers(settings, public_key))
+    return verify_sink(store, make_verifiers(settings, public_key), expect=expect)
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,7 @@ class VerifyReport:
     anchor_seq: int = 0
     checkpoints: int = 0
     last_checkpoint: int = 0
+    last_checkpoint_hash: str | None = None
     unsigned_tail: int = 0
     first_bad_seq: int | None = None
     reason: str | None = None
@@ -40,8 +41,9 @@ class VerifyReport:
         if self.ok:
             span = f"records {self.first_seq}..{self.last_seq}" if self.records else "no records"
             tail = f"; {self.unsigned_tail} record(s) after the last checkpoint are not signed yet" if self.unsigned_tail else ""
+            note = f"; note {self.last_checkpoint}:{self.last_checkpoint_hash} elsewhere" if self.last_checkpoint_hash else ""
             return (f"OK: chain intact, {self.records} records ({span}), anchored at {self.anchor_seq}, "
-                    f"{self.checkpoints} signed checkpoint(s), last at {self.last_checkpoint}{tail}")
+                    f"{self.checkpoints} signed checkpoint(s), last at {self.last_checkpoint}{tail}{note}")
         return f"BROKEN at record {self.first_bad_seq}: {self.reason}"
 
 
@@ -66,7 +68,10 @@ def _check_marks(marks: list[Mark], chain: str, verifiers: Mapping[str, Any]) ->
     return good, None, 0
 
 
-def verify_sink(sink: AuditSink, verifiers: Mapping[str, Any]) -> VerifyReport:
+def verify_sink(sink: AuditSink, verifiers: Mapping[str, Any], *, expect: tuple[int, str] | None = None) -> VerifyReport:
+    """`expect`: (seq, hash) of a record noted outside the store earlier (e.g. the last checkpoint that
+    `audit verify` printed and you shipped elsewhere): the chain must still hold it. This catches a
+    truncation that also removed the checkpoints covering it."""
     chain = sink.chain_id()
     marks, bad, bad_seq = _check_marks(sink.marks(), chain, verifiers)
     rep = VerifyReport(ok=False)
@@ -114,12 +119,15 @@ def verify_sink(sink: AuditSink, verifiers: Mapping[str, Any]) -> VerifyReport:
             return _fail(rep, r.seq, "body lacks required fields (edited)")
         if (cols[0], cols[1], cols[2], cols[3], cols[4]) != (r.id, r.ts, r.principal, r.action, r.model):
             return _fail(rep, r.seq, "indexed columns differ from the hashed body (edited)")
+        if expect is not None and r.seq == expect[0] and r.hash != expect[1]:
+            return _fail(rep, r.seq, f"record {r.seq} differs from the hash noted outside the store (rewritten)")
         cp = by_seq.get(r.seq)
         if cp is not None:
             if cp.hash != r.hash:
                 return _fail(rep, last_good_cp + 1, f"records {last_good_cp + 1}..{r.seq} do not match the signed "
                                                     f"checkpoint at {r.seq} (edited and re-chained)")
             last_good_cp = r.seq
+            rep.last_checkpoint_hash = r.hash
             rep.checkpoints += 1
         if rep.first_seq is None:
             rep.first_seq = r.seq
@@ -132,6 +140,11 @@ def verify_sink(sink: AuditSink, verifiers: Mapping[str, Any]) -> VerifyReport:
     if late:
         return _fail(rep, end + 1, f"log ends at record {end} but a signed checkpoint covers record {late[0]} "
                                    "(truncated)")
+    if expect is not None and expect[0] > end:
+        return _fail(rep, end + 1, f"log ends at record {end} but record {expect[0]} was noted outside the store "
+                                   "(truncated)")
+    if expect is not None and expect[0] <= rep.anchor_seq:
+        rep.warnings.append(f"record {expect[0]} was pruned; the expectation could not be checked")
     head = sink.head()
     if head.seq > end:
         return _fail(rep, end + 1, f"log ends at record {end} but its head says {head.seq} (truncated)")

@@ -126,3 +126,20 @@ def test_ed25519_checkpoints_verify_with_the_public_key_only(settings: Any, tmp_
     t.close()
     assert verify(store, vs).first_bad_seq == 10
     store.close()
+
+
+@ALL_SINKS
+def test_truncation_that_removes_its_checkpoints_is_caught_by_an_outside_note(make_store: Any, settings: Any,
+                                                                              store_url: str) -> None:
+    store = filled(make_store, n=30)
+    store.checkpoint()
+    noted = verify(store, settings)
+    assert noted.ok and noted.last_checkpoint == 30 and noted.last_checkpoint_hash
+    t = tamperer(store_url)
+    t.truncate(20)
+    for seq in (30,):
+        t.drop_mark(seq)  # the attacker also removes the checkpoints that covered the cut
+    t.close()
+    assert verify(store, settings).ok  # undetectable from inside the store alone (documented) ...
+    rep = verify(store, settings, expect=(30, noted.last_checkpoint_hash))
+    assert not rep.ok and rep.first_bad_seq == 21 and "truncated" in (rep.reason or "")  # ... but not from outside
