@@ -173,11 +173,28 @@ class CorpusIndex:
 
     # ---------------------------------------------------------------------------- building
 
-    def _doc_arrays(self, doc: Document) -> tuple[Tokens, np.ndarray, np.ndarray, np.ndarray]:
-        toks = tokenize(doc.text)
-        sh = shingle_hashes(word_hashes(toks.words), self.params.shingle)
-        starts, sigs = self.hasher.window_signatures(sh, self.params.window, self.params.stride)
-        return toks, sh, starts, sigs
+    def _hash_batch(self, docs: Sequence[Document]) -> list[tuple[Tokens, np.ndarray]]:
+        """Tokenise a batch of documents and hash all their words in one vectorised call."""
+        toks = [tokenize(d.text) for d in docs]
+        words = [w for t in toks for w in t.words]
+        wh = word_hashes(words)
+        out, pos = [], 0
+        for t in toks:
+            out.append((t, wh[pos:pos + len(t)]))
+            pos += len(t)
+        return out
+
+    def _batches(self, docs: Sequence[Document], max_chars: int = 2_000_000) -> Iterable[list[Document]]:
+        batch: list[Document] = []
+        size = 0
+        for d in docs:
+            batch.append(d)
+            size += len(d.text)
+            if size >= max_chars:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
 
     def add(self, documents: Iterable[Document], *, replace: bool = False,
             progress: Callable[[Document], None] | None = None) -> list[str]:
@@ -194,22 +211,29 @@ class CorpusIndex:
             if d.id in self._pos and not replace:
                 raise CorpusError(f"{where}document id {d.id!r} is already in the corpus (use --replace)")
         parts: list[tuple[SourceDoc, Tokens, np.ndarray, np.ndarray, np.ndarray]] = []
-        for d in docs:
-            toks, sh, starts, sigs = self._doc_arrays(d)
-            if len(sh) == 0:
-                where = f"{d.origin}: " if d.origin else ""
-                raise CorpusError(f"{where}document {d.id!r} has fewer than {self.params.shingle} words")
-            if len(d.text) >= 2**31:
-                raise CorpusError(f"document {d.id!r} is too large (2 GiB of text)")
-            meta = SourceDoc(d.id, d.title or d.id, d.licence, len(toks), len(d.text), _sha(d.text), time.time())
-            parts.append((meta, toks, sh, starts, sigs))
-            if progress is not None:
-                progress(d)
+        for batch in self._batches(docs):
+            for d, (toks, wh) in zip(batch, self._hash_batch(batch)):
+                parts.append(self._doc_part(d, toks, wh))
+                if progress is not None:
+                    progress(d)
         replaced = [d.id for d in docs if d.id in self._pos]
         if replaced:
             self.remove(replaced)
         self._append(parts)
         return [d.id for d in docs]
+
+    def _doc_part(self, d: Document, toks: Tokens, wh: np.ndarray
+                  ) -> tuple[SourceDoc, Tokens, np.ndarray, np.ndarray, np.ndarray]:
+        p = self.params
+        sh = shingle_hashes(wh, p.shingle)
+        if len(sh) == 0:
+            where = f"{d.origin}: " if d.origin else ""
+            raise CorpusError(f"{where}document {d.id!r} has fewer than {p.shingle} words")
+        if len(d.text) >= 2**31:
+            raise CorpusError(f"document {d.id!r} is too large (2 GiB of text)")
+        starts, sigs = self.hasher.window_signatures(sh, p.window, p.stride)
+        meta = SourceDoc(d.id, d.title or d.id, d.licence, len(toks), len(d.text), _sha(d.text), time.time())
+        return meta, toks, sh, starts, sigs
 
     def _append(self, parts: Sequence[tuple[SourceDoc, Tokens, np.ndarray, np.ndarray, np.ndarray]]) -> None:
         if not parts:

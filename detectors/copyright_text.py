@@ -28,6 +28,8 @@ import regex
 
 # A word is a run of letters, digits and combining marks. '_' and all punctuation/symbols/spaces separate.
 _WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")
+_NON_WORD = regex.compile(r"[^\p{L}\p{N}\p{M}]")
+_NOT_WORD_OR_SPACE = regex.compile(r"[^\p{L}\p{N}\p{M} ]")
 _ASCII_RE = re.compile(r"[a-z0-9]+")
 _ASCII_WORD = np.zeros(128, dtype=bool)
 _ASCII_WORD[[ord(c) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]] = True
@@ -72,7 +74,9 @@ def _word_mask(text: str) -> np.ndarray:
     if text.isascii():
         return _ASCII_WORD[cps]
     uniq, inv = np.unique(cps, return_inverse=True)
-    cls = np.fromiter((_WORD.fullmatch(chr(c)) is not None for c in uniq.tolist()), dtype=bool, count=len(uniq))
+    chars = uniq.tobytes().decode("utf-32-le", "surrogatepass")  # each distinct character once
+    cls = np.ones(len(uniq), dtype=bool)
+    cls[[m.start() for m in _NON_WORD.finditer(chars)]] = False
     return cls[inv.reshape(-1)]
 
 
@@ -87,12 +91,12 @@ def tokenize(text: str) -> Tokens:
         return Tokens([], empty, empty)
     if text.isascii():
         return Tokens(_ASCII_RE.findall(text.lower()), starts, ends)
-    raw = _WORD.findall(text)  # the same runs as the mask, found in C
+    raw = [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
     joined = " ".join(raw)
     norm = unicodedata.normalize("NFKC", joined).casefold()
     words = norm.split(" ")
-    if len(words) != len(raw) or not all(words):
-        words = [_norm_token(t) for t in raw]
+    if len(words) != len(raw) or not all(words) or _NOT_WORD_OR_SPACE.search(norm):
+        words = [_norm_token(t) for t in raw]  # NFKC added separators (e.g. '½' -> '1⁄2'): per token
     if not all(words):  # a token that normalised to nothing (rare): drop it
         keep = [i for i, w in enumerate(words) if w]
         return Tokens([words[i] for i in keep], starts[keep], ends[keep])

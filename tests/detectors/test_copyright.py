@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datasketch import MinHash, MinHashLSH
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors.copyright import CITE_CATEGORY, CopyrightOptions, citation_block
 from detectors.copyright_index import CorpusIndex, Document
@@ -68,6 +70,21 @@ def test_tokens_map_back_to_original_offsets() -> None:
     toks = tokenize(text)
     assert toks.words == ["hello", "world", "fine", "day"]
     assert [text[s:e] for s, e in zip(toks.starts, toks.ends)] == ["Ｈｅｌｌｏ", "WORLD", "ﬁne", "day"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aZ9 é\u0301ßİﬁ①_-–’'.,\n日Ｆ½\u00a0\U0001F600\u200d")), max_size=60))
+def test_vectorised_tokeniser_equals_the_regex_reference(text: str) -> None:
+    import unicodedata
+
+    import regex
+
+    ref = [(m.start(), m.end(), "".join(regex.findall(r"[\p{L}\p{N}\p{M}]+",
+                                                     unicodedata.normalize("NFKC", m.group()).casefold())))
+           for m in regex.finditer(r"[\p{L}\p{N}\p{M}]+", text)]
+    ref = [r for r in ref if r[2]]
+    toks = tokenize(text)
+    assert list(zip(toks.starts.tolist(), toks.ends.tolist(), toks.words)) == ref
 
 
 def test_word_hashes_are_stable_and_length_independent() -> None:
