@@ -470,11 +470,19 @@ class BiasOptions(Options):
 
 
 class BiasDetector:
-    def __init__(self, name: str, scorer: BiasScorer, nlp: Any, attributes: Sequence[str]):
+    def __init__(self, name: str, scorer: BiasScorer, nlp: Any, attributes: Sequence[str],
+                 late_toxicity: BuildContext | None = None):
         self.name = name
         self.scorer = scorer
         self.nlp = nlp  # detectors.nlp.SharedNLP
         self.attributes = frozenset(attributes)
+        # toxicity "auto" with the toxicity detector listed after this one: look once more at first use
+        self._late_toxicity = late_toxicity if scorer.toxicity is None else None
+
+    def _resolve_late_toxicity(self) -> None:
+        build, self._late_toxicity = self._late_toxicity, None
+        if build is not None:
+            self.scorer.toxicity = _toxicity_fn(build)
 
     def info(self) -> dict[str, Any]:
         return {"type": "bias", "spacy": self.nlp.model_name, "classifier": bool(self.scorer.clf),
@@ -483,6 +491,8 @@ class BiasDetector:
     async def analyse(self, texts: Sequence[str], ctx: CallContext) -> list[list[SentenceScore]]:
         from detectors.nlp import parse
 
+        if self._late_toxicity is not None:
+            self._resolve_late_toxicity()
         docs = await parse(ctx, self.nlp, texts)
         return await asyncio.to_thread(self.scorer.analyse, docs)
 
@@ -543,7 +553,8 @@ def _build(spec: Any, options: BiasOptions, build: BuildContext) -> BiasDetector
     from detectors.nlp import get_nlp
 
     nlp = get_nlp(build.resources, options.model, components=("tagger", "parser", "lemmatizer"))
-    return BiasDetector(spec.name, load_scorer(options, build), nlp, options.attributes)
+    late = build if options.toxicity == "auto" else None
+    return BiasDetector(spec.name, load_scorer(options, build), nlp, options.attributes, late)
 
 
 TYPE = DetectorType(

@@ -230,3 +230,18 @@ def test_cli_probe_json_and_usage_error() -> None:
     assert rep["variants"][0]["text"] == "Men are bad drivers."
     r = runner.invoke(app, ["probe", "   "])
     assert r.exit_code == 2
+
+
+@pytest.mark.slow
+def test_auto_toxicity_found_when_toxicity_detector_is_built_later() -> None:
+    class FakeTox:
+        def score(self, texts):  # noqa: ANN001, ANN201
+            return [{"identity_attack": 0.5} for _ in texts]
+
+    res = Resources()
+    spec = parse_policy("policy: {id: t}\ndetectors:\n  - {name: b, type: bias, stages: [output]}\n").detectors[0]
+    det = TYPE.factory(spec, BiasOptions(), BuildContext(Settings(), res))
+    assert det.info()["toxicity"] is False
+    res.get_or_create("toxicity:later", FakeTox)  # e.g. the policy lists toxicity after bias
+    out = asyncio.run(det.detect(["Immigrants are scum."], CallContext()))
+    assert det.info()["toxicity"] is True and out[0][0].evidence["signals"]["toxicity"] == 0.5
