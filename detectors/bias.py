@@ -435,7 +435,7 @@ class BiasScorer:
                 cur = best.get(m.group.attribute)
                 if cur is None or score > cur.score:
                     best[m.group.attribute] = SentenceScore(m.group.attribute, m.group.id, score,
-                                                            (sent.start_char, sent.end_char),
+                                                            _tight_span(docs[di].text, sent.start_char, sent.end_char, m),
                                                             {k: round(float(v), 4) for k, v in sig.items()},
                                                             [(x.start, x.end) for x in ms if x.group.attribute == m.group.attribute])
             out[di].extend(v for v in best.values() if v.score >= self.min_score)
@@ -444,6 +444,22 @@ class BiasScorer:
     @staticmethod
     def text_score(scores: Sequence[SentenceScore]) -> float:
         return max((s.score for s in scores), default=0.0)
+
+
+def _tight_span(text: str, start: int, end: int, m: Mention) -> tuple[int, int]:
+    """The sentence span without surrounding whitespace, cut to the line holding the mention when the
+    parser's sentence runs over line breaks (lists, chat turns)."""
+    ls = text.rfind("\n", start, m.start)
+    if ls != -1:
+        start = ls + 1
+    le = text.find("\n", m.end, end)
+    if le != -1:
+        end = le
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 # ----------------------------------------------------------------------------------------- detector

@@ -245,3 +245,11 @@ def test_auto_toxicity_found_when_toxicity_detector_is_built_later() -> None:
     res.get_or_create("toxicity:later", FakeTox)  # e.g. the policy lists toxicity after bias
     out = asyncio.run(det.detect(["Immigrants are scum."], CallContext()))
     assert det.info()["toxicity"] is True and out[0][0].evidence["signals"]["toxicity"] == 0.5
+
+
+@pytest.mark.slow
+def test_spans_are_trimmed_and_stay_on_the_line_of_the_claim(detector: BiasDetector) -> None:
+    text = "😀 Sure!\r\nHere are some thoughts:\n- Women are bad drivers\n- Muslims are terrorists\n"
+    out = _detect(detector, [text])[0]
+    got = {f.category: text[f.span[0]:f.span[1]] for f in out if f.score >= THRESHOLD}
+    assert got == {"bias_gender": "- Women are bad drivers", "bias_religion": "- Muslims are terrorists"}
