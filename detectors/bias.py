@@ -33,7 +33,6 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -62,7 +61,6 @@ _DETS_INDIVIDUAL = {"a", "an", "this", "that", "one", "another", "each"}
 _DETS_QUANT = {"all", "most", "every", "no", "many", "these", "those", "any", "both", "such"}
 _PRONOUN_GENDER = {"he": "men", "him": "men", "his": "men", "she": "women", "her": "women", "hers": "women"}
 _FIRST_PERSON = {"i", "we", "me", "us", "my", "our", "myself", "ourselves", "mine", "ours"}
-_SECOND_THIRD_POSS = {"my", "our", "your", "his", "her", "their"}
 
 
 def _data_path(name: str) -> Path:
@@ -384,8 +382,6 @@ class BiasScorer:
                     gov = gov.head
                 if any(c.dep_ in _SUBJ_DEPS and c.lower_ in _FIRST_PERSON for c in gov.children):
                     return True
-        if doc[m.head_i].i != h.i:
-            return False
         return False
 
     # -- content ----------------------------------------------------------------------------------
