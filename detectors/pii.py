@@ -561,7 +561,7 @@ class PiiDetector:
                     continue
                 found.append(Finding(self.name, r.entity_type, float(r.score), (int(r.start), int(r.end)),
                                      {"recognizer": rec}))
-            out.append(merge_locations(text, resolve_overlaps(text, found)))
+            out.append(merge_locations(text, complete_name_lists(text, resolve_overlaps(text, found))))
         return propagate_names(texts, out, self.name)
 
     async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
@@ -689,6 +689,39 @@ def merge_locations(text: str, found: list[Finding]) -> list[Finding]:
     return sorted(rest + final, key=lambda f: (f.span or (0, 0), f.category))
 
 
+_CAP = r"[A-ZÀ-ÞĀ-Ž][\w'’-]+(?:[ \t][A-ZÀ-ÞĀ-Ž][\w'’-]+)?"
+_NAME_LIST = re.compile(rf"{_CAP}(?:[ \t]*,[ \t]*{_CAP})*,?[ \t]+(?:and|&)[ \t]+{_CAP}")
+_ITEM = re.compile(_CAP)
+
+
+def complete_name_lists(text: str, found: list[Finding]) -> list[Finding]:
+    """In a list of capitalised names ("Kónya, Becker and Vasquez") where NER tagged some items PERSON
+    and nothing stronger claims the others, the others are people too (NER on the small model often
+    tags one of three, or calls a surname a place)."""
+    extra: list[Finding] = []
+    drop: set[int] = set()
+    for m in _NAME_LIST.finditer(text):
+        items = [(i.start(), i.end()) for i in _ITEM.finditer(text, m.start(), m.end())]
+        if len(items) < 2:
+            continue
+        hits = {}
+        for s, e in items:
+            hits[(s, e)] = [f for f in found if f.span and f.span[0] < e and s < f.span[1]]
+        persons = [f for fl in hits.values() for f in fl if f.category == "PERSON"]
+        others = [f for fl in hits.values() for f in fl if f.category != "PERSON" and _tier(f) > 1]
+        if not persons or others:
+            continue
+        score = min(f.score for f in persons)
+        for (s, e), fl in hits.items():
+            if any(f.category == "PERSON" for f in fl):
+                continue
+            drop.update(id(f) for f in fl)  # an NER place or organisation inside a list of people
+            extra.append(Finding(persons[0].detector, "PERSON", score, (s, e), {"recognizer": "name_list"}))
+    if not extra:
+        return found
+    return sorted([f for f in found if id(f) not in drop] + extra, key=lambda f: (f.span or (0, 0), f.category))
+
+
 _NAME_TOKEN = re.compile(r"^[A-ZÀ-ÞĀ-Ž][\w'’-]{2,}$")
 
 
@@ -713,12 +746,16 @@ def propagate_names(texts: Sequence[str], results: list[list[Finding]], detector
     out = []
     for text, found in zip(texts, results):
         extra = []
+        drop: set[int] = set()
         for m in rx.finditer(text):
             s, e = m.span()
-            if any(f.span and f.span[0] < e and s < f.span[1] for f in found):
+            hit = [f for f in found if f.span and f.span[0] < e and s < f.span[1]]
+            if any(f.category == "PERSON" or _tier(f) > 1 for f in hit):
                 continue
+            drop.update(id(f) for f in hit)  # NER called this name a place elsewhere: the name wins
             extra.append(Finding(detector, "PERSON", names[m.group(0)], (s, e), {"recognizer": "propagated"}))
-        out.append(sorted(found + extra, key=lambda f: (f.span or (0, 0), f.category)) if extra else found)
+        kept = [f for f in found if id(f) not in drop]
+        out.append(sorted(kept + extra, key=lambda f: (f.span or (0, 0), f.category)) if extra else found)
     return out
 
 

@@ -82,6 +82,10 @@ detectors:
       US_SSN: {action: block}
       DATE_TIME: {action: allow}
       URL: {action: allow}
+    output_rules:
+      "*": {action: flag, threshold: 0.6}
+      PERSON: {action: flag, threshold: 0.6}
+      CREDIT_CARD: {action: redact, threshold: 0.5}
 access:
   anonymous_role: local
   roles:
@@ -444,6 +448,16 @@ def test_spacy_package_name_alias_maps_to_embedded_model():
     from detectors.nlp import resolve_model_name
 
     assert resolve_model_name("en_core_web_sm") in ("en_core_web_sm", DEFAULT_MODEL)
+
+
+def test_output_stage_uses_its_own_rules(loaded):
+    """Leakage check on answers: hard identifiers removed, names only flagged, nothing pseudonymised."""
+    ctx = CallContext()
+    dec = asyncio.run(loaded["pipeline"].check_output("Sarah Connor's card is 4111 1111 1111 1111.", ctx))
+    assert dec.text == "Sarah Connor's card is <CREDIT_CARD>."
+    assert dec.action.label == "redact"
+    assert any(j.finding.category == "PERSON" and j.action.label == "flag" for j in dec.judgements)
+    assert ctx.vault is None or len(ctx.vault) == 0
 
 
 def test_blocked_error_carries_categories(loaded):
