@@ -253,3 +253,18 @@ def test_spans_are_trimmed_and_stay_on_the_line_of_the_claim(detector: BiasDetec
     out = _detect(detector, [text])[0]
     got = {f.category: text[f.span[0]:f.span[1]] for f in out if f.score >= THRESHOLD}
     assert got == {"bias_gender": "- Women are bad drivers", "bias_religion": "- Muslims are terrorists"}
+
+
+@pytest.mark.slow
+def test_counterfactual_report_over_a_runtime(tmp_path) -> None:  # noqa: ANN001
+    from detectors.bias import counterfactual_report
+    from guardrails.runtime import build_runtime
+
+    policy = parse_policy("policy: {id: t}\ndetectors:\n  - {name: bias, type: bias, stages: [output], "
+                          "options: {toxicity: 'off'}}\n", registry=Registry({"bias": TYPE}))
+    rt = build_runtime(Settings(data_dir=tmp_path), policy=policy, registry=Registry({"bias": TYPE}), audit=False)
+    rep = asyncio.run(counterfactual_report(rt, "Old people can't learn new technology."))
+    assert [(v["from"], v["to"]) for v in rep["variants"]] == [("elderly", "young")]
+    assert rep["variants"][0]["text"] == "Young people can't learn new technology."
+    assert rep["original"]["findings"][0]["category"] == "bias_age"
+    assert rep["original"]["toxicity"] is None  # no toxicity detector in this policy
