@@ -599,7 +599,10 @@ def swap_term(lex: Lexicon, phrase: str, kind: str, target: Group) -> str | None
     """A term of `target` that can stand where `phrase` (a noun or adjective form) stood."""
     if kind == "adj" and target.adjs:
         return _match_case(phrase, target.adjs[0])
-    pool = [n for n in target.nouns if _is_plural(n) == _is_plural(phrase)] or list(target.nouns)
+    pool = [n for n in target.nouns if _is_plural(n) == _is_plural(phrase)]
+    if not pool and target.adjs:  # e.g. a religion listed by adjective only: "Hasidic people"
+        return _match_case(phrase, f"{target.adjs[0]} {'people' if _is_plural(phrase) else 'person'}")
+    pool = pool or list(target.nouns)
     starts_the = phrase.lower().startswith("the ")
     pool = [n for n in pool if n.lower().startswith("the ") == starts_the] or pool
     if not pool:
