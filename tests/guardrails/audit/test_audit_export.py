@@ -157,3 +157,37 @@ def test_make_filters_parses_query_values() -> None:
         make_filters(actions="nuke")
     with pytest.raises(ValueError):
         make_filters(since="last tuesday")
+
+
+async def test_iter_export_as_a_streaming_http_response(settings: Any, tmp_path: Any) -> None:
+    """How the proxy mounts it: GET /v1/audit/export -> StreamingResponse(iter_export(...))."""
+    import httpx
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import StreamingResponse
+
+    from guardrails.audit import open_store
+    from guardrails.audit.export import FORMATS, MEDIA_TYPES, make_filters
+
+    store = open_store(settings, f"sqlite:///{tmp_path / 'h.db'}", checkpoint_every=10)
+    store.append([rich_body(i) for i in range(25)])
+    app = FastAPI()
+
+    @app.get("/v1/audit/export")
+    async def export(format: str = "jsonl", since: str | None = None, until: str | None = None,
+                     principal: str | None = None, action: str | None = None) -> StreamingResponse:
+        if format not in FORMATS:
+            raise HTTPException(400, f"format must be one of {FORMATS}")
+        try:
+            filters = make_filters(since, until, principal, action)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return StreamingResponse(iter_export(store, format, filters), media_type=MEDIA_TYPES[format])
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        r = await client.get("/v1/audit/export", params={"format": "parquet", "action": "block"})
+        assert r.status_code == 200 and r.headers["content-type"] == MEDIA_TYPES["parquet"]
+        assert pq.read_table(io.BytesIO(r.content)).column("final").to_pylist() == ["block"] * 6
+        r = await client.get("/v1/audit/export", params={"format": "csv", "principal": "p2"})
+        assert len(r.text.splitlines()) == 1 + 8
+        assert (await client.get("/v1/audit/export", params={"since": "whenever"})).status_code == 400
+    store.close()
