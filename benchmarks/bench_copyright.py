@@ -221,13 +221,13 @@ def load_shield(ev: Path) -> Corpora:
     return Corpora(docs, negatives, dropped)
 
 
-def run_shield(ev: Path, quick: bool, out: list[str]) -> dict:
+def run_shield(ev: Path, quick: bool, out: list[str], params: IndexParams | None = None) -> dict:
     rng = random.Random(20261123)
     c = load_shield(ev)
     n_pos = 100 if quick else 400
     n_neg = 300 if quick else 1500
     t0 = time.perf_counter()
-    index = CorpusIndex()
+    index = CorpusIndex(params)
     index.add(c.protected)
     t_add = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -389,11 +389,11 @@ def compare_ensemble(index: CorpusIndex, cand_sets: dict, out: list[str], quick:
 # ------------------------------------------------------------------------------------------- Clough
 
 
-def run_clough(ev: Path, out: list[str]) -> dict:
+def run_clough(ev: Path, out: list[str], params: IndexParams | None = None) -> dict:
     rows = jsonl(ev / "clough-stevenson-plagiarism" / "clough_stevenson_answers.jsonl")
     origs = [Document(r["task"], r["text"], r["file"]) for r in rows if r["category"] == "orig"]
     answers = [r for r in rows if r["category"] != "orig"]
-    index = CorpusIndex()
+    index = CorpusIndex(params)
     index.add(origs)
     base = NgramBaseline(origs)
     span_s, share_s, cont_s, base_s, labels, cats, top1 = [], [], [], [], [], [], []
@@ -450,7 +450,7 @@ def synthetic_docs(ev: Path, n: int, words_per_doc: int, rng: np.random.Generato
     return [Document(f"syn-{i:06d}", " ".join(vocab[row].tolist()), f"Synthetic {i}") for i, row in enumerate(draws)]
 
 
-def run_scale(ev: Path, quick: bool, out: list[str]) -> dict:
+def run_scale(ev: Path, quick: bool, out: list[str], params: IndexParams | None = None) -> dict:
     sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000)
     n_q = 40 if quick else 200
     rng = np.random.default_rng(7)
@@ -471,7 +471,7 @@ def run_scale(ev: Path, quick: bool, out: list[str]) -> dict:
         gc.collect()
         rss0 = rss_mb()
         t0 = time.perf_counter()
-        index = CorpusIndex()
+        index = CorpusIndex(params)
         index.add(docs)
         t_add = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -545,31 +545,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small samples, scale up to 10k documents (< 2 min)")
     ap.add_argument("--write-results", action="store_true", help="replace the '## Copyright' section of RESULTS.md")
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--params", default="", help="index parameters for a sensitivity run, e.g. bands=8,rows=1")
     args = ap.parse_args(argv)
     ev = eval_dir()
     if not (ev / "shield-public-domain").exists():
         print(f"eval data not found at {ev} (set TRUSTWALL_EVAL_DATA)", file=sys.stderr)
         return 2
+    try:
+        params = IndexParams(**{k: int(v) for k, v in (kv.split("=") for kv in args.params.split(",") if kv)})
+    except (TypeError, ValueError) as exc:
+        print(f"bad --params: {exc}", file=sys.stderr)
+        return 2
     t_start = time.perf_counter()
     out: list[str] = []
-    cmd = "python -m benchmarks.bench_copyright" + (" --quick" if args.quick else "")
+    cmd = "python -m benchmarks.bench_copyright" + (" --quick" if args.quick else "") + \
+        (f" --params {args.params}" if args.params else "")
     out.append(f"Command: `.venv/bin/{cmd}`. Machine: {platform.machine()} CPU, {os.cpu_count()} cores "
                f"(shared and loaded during the run; timings are noisy, compare ratios). Index defaults: "
-               f"{IndexParams()}.")
+               f"{params}.")
     out.append("")
     out.append("### Verbatim and near-verbatim reuse (SHIELD bsnc + Gutenberg)")
     out.append("")
-    run_shield(ev, args.quick, out)
+    run_shield(ev, args.quick, out, params)
     print("\n".join(out), flush=True)
     n0 = len(out)
     out.append("### Graded paraphrase (Clough & Stevenson)")
     out.append("")
-    run_clough(ev, out)
+    run_clough(ev, out, params)
     print("\n".join(out[n0:]), flush=True)
     if not args.skip_scale:
         out.append("### Scale (synthetic 160-word documents, 1,000-character outputs)")
         out.append("")
-        run_scale(ev, args.quick, out)
+        run_scale(ev, args.quick, out, params)
         print("\n".join(out[-3:]), flush=True)
     out.append(f"Total benchmark time {time.perf_counter() - t_start:.0f} s.")
     if args.write_results:

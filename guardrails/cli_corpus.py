@@ -66,6 +66,25 @@ def _load(path: Path):  # noqa: ANN202
     return CorpusIndex.load(path)
 
 
+def _with_params(index, **given: Optional[int]):  # noqa: ANN001, ANN202
+    """Index parameters are fixed when a corpus is created; asking for others later is an error."""
+    from dataclasses import asdict, replace
+
+    from detectors.copyright_index import CorpusError, CorpusIndex
+
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return index
+    current = asdict(index.params)
+    if len(index):
+        differ = {k: v for k, v in given.items() if current[k] != v}
+        if differ:
+            raise CorpusError(f"the corpus was built with {', '.join(f'{k}={current[k]}' for k in differ)}; "
+                              "parameters are fixed when a corpus is created (remove the index file to rebuild)")
+        return index
+    return CorpusIndex(replace(index.params, **given))
+
+
 @app.command("add")
 def add(
     ctx: typer.Context,
@@ -73,6 +92,11 @@ def add(
     licence: Optional[str] = typer.Option(None, "--licence", help="Licence recorded for documents that name none."),
     replace: bool = typer.Option(False, "--replace", help="Replace documents whose id is already in the corpus."),
     corpus: Optional[Path] = _CORPUS_OPT,
+    shingle: Optional[int] = typer.Option(None, "--shingle", help="New corpus only: words per shingle (3)."),
+    bands: Optional[int] = typer.Option(None, "--bands", help="New corpus only: LSH bands (8)."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="New corpus only: MinHash values per band (2)."),
+    window: Optional[int] = typer.Option(None, "--window", help="New corpus only: shingles per indexed window (32)."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="New corpus only: shingles between windows (16)."),
 ) -> None:
     """Add protected works (all or nothing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -85,6 +109,7 @@ def add(
         files = expand(paths)
         with _locked(path):
             index = _load(path)
+            index = _with_params(index, shingle=shingle, bands=bands, rows=rows, window=window, stride=stride)
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                           transient=True, disable=not files) as bar:
                 task = bar.add_task("reading", total=len(files))

@@ -235,3 +235,17 @@ def test_failed_save_leaves_previous_index(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(OSError, match="disk full"):
         idx.save(path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["index.npz"]
+
+
+def test_cli_index_parameters_are_fixed_at_creation(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text(prose(100, 1))
+    (tmp_path / "b.txt").write_text(prose(100, 2))
+    r = cli(tmp_path, "add", "--bands", "8", "--rows", "1", "--window", "16", "--stride", "8", str(tmp_path / "a.txt"))
+    assert r.exit_code == 0, r.output
+    st = json.loads(cli(tmp_path, "stats", "--json").output)
+    assert st["params"] == {"shingle": 3, "bands": 8, "rows": 1, "seed": 1, "window": 16, "stride": 8}
+    r = cli(tmp_path, "add", "--rows", "2", str(tmp_path / "b.txt"))
+    assert r.exit_code == 2 and "built with rows=1" in r.output
+    assert cli(tmp_path, "add", "--rows", "1", str(tmp_path / "b.txt")).exit_code == 0
+    r = cli(tmp_path / "x", "add", "--window", "10", "--stride", "4", str(tmp_path / "a.txt"))
+    assert r.exit_code == 2 and "multiple of stride" in r.output
