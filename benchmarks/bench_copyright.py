@@ -302,7 +302,11 @@ def run_shield(ev: Path, quick: bool, out: list[str], params: IndexParams | None
     summary["latency_ms_p50"] = 1000 * statistics.median(lat_ours)
     summary["baseline_latency_ms_p50"] = 1000 * statistics.median(lat_base)
     out.append("")
-    compare_ensemble(index, cand_sets, out, quick, c.protected)
+    if index.params.num_perm >= 16:
+        compare_ensemble(index, cand_sets, out, quick, c.protected)
+    else:
+        out.append("(MinHashLSHEnsemble comparison skipped: it needs at least 16 permutations.)")
+        out.append("")
     return summary
 
 
