@@ -362,12 +362,12 @@ class CorpusIndex:
         a = self._a
         docs_of = a.win_doc[rows]
         uniq, counts = np.unique(docs_of, return_counts=True)
+        if exclude is not None:
+            keep = np.fromiter((not exclude(self.docs[d]) for d in uniq.tolist()), dtype=bool, count=len(uniq))
+            uniq, counts = uniq[keep], counts[keep]
         order = np.argsort(-counts, kind="stable")[:max_sources]
         found: list[tuple[float, Match]] = []
         for di in uniq[order].tolist():
-            src = self.docs[di]
-            if exclude is not None and exclude(src):
-                continue
             starts = np.sort(a.win_start[rows[docs_of == di]])
             found.extend(self._verify(di, starts, toks, qsh, min_words, max_gap))
         found.sort(key=lambda t: t[0], reverse=True)
