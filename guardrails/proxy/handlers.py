@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from guardrails import access
@@ -188,6 +189,9 @@ class GuardedCall:
         except AccessDenied as exc:
             err = ProxyError(exc.status, str(exc), exc.code, action="deny", retry_after=exc.retry_after)
             response, status, error, final = err.response(self.rid), exc.status, exc.code, Action.BLOCK
+        except ClientDisconnect:
+            err = ProxyError(400, "The client went away before the request was read.", "client_disconnected")
+            response, status, error, final = err.response(self.rid), 499, "client_disconnected", _final(self.dec_in)
         except Exception as exc:  # noqa: BLE001 - never a 500
             log.exception("request %s failed", self.rid)
             err = ProxyError(502, "The proxy failed to complete the request.", "proxy_error")

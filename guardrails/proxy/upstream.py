@@ -16,11 +16,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
-
-import httpx
+from urllib.parse import quote
 
 from guardrails.access import glob_match
 from guardrails.policy import Upstream
+from guardrails.proxy import http11
 from guardrails.proxy.errors import UpstreamError
 
 log = logging.getLogger("trustwall.proxy.upstream")
@@ -32,7 +32,7 @@ def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def _upstream_error_from(status: int, raw: bytes, name: str, headers: httpx.Headers | None = None) -> UpstreamError:
+def _upstream_error_from(status: int, raw: bytes, name: str, headers: dict[str, str] | None = None) -> UpstreamError:
     """Turn an upstream's error answer into ours, keeping its OpenAI-style message when it has one."""
     message, code, type_, param = None, None, None, None
     try:
@@ -67,10 +67,10 @@ def _upstream_error_from(status: int, raw: bytes, name: str, headers: httpx.Head
 
 
 def _transport_error(exc: Exception, name: str) -> UpstreamError:
-    if isinstance(exc, httpx.TimeoutException):
-        what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
+    if isinstance(exc, (http11.ConnectTimeout, http11.ReadTimeout)):
+        what = "connecting to" if isinstance(exc, http11.ConnectTimeout) else "waiting for"
         return UpstreamError(504, f"Timed out {what} upstream {name!r}.", "upstream_timeout", kind="timeout")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, http11.ConnectError):
         return UpstreamError(502, f"Could not connect to upstream {name!r}.", "upstream_unreachable", kind="connect")
     return UpstreamError(502, f"Upstream {name!r} failed: {type(exc).__name__}.", "upstream_error", kind="transport")
 
@@ -115,7 +115,7 @@ async def sse_events(lines: AsyncIterator[str], name: str) -> AsyncIterator[dict
 class HTTPUpstream:
     """An OpenAI-compatible (kind openai) or Azure OpenAI (kind azure) server."""
 
-    def __init__(self, spec: Upstream, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, spec: Upstream):
         self.spec = spec
         self.name = spec.name
         headers = dict(spec.headers)
@@ -129,30 +129,26 @@ class HTTPUpstream:
             else:
                 headers["authorization"] = f"Bearer {key}"
         headers["content-type"] = "application/json"
-        self._client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(spec.timeout_s, connect=spec.connect_timeout_s),
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-            transport=transport,
-            trust_env=False,
-        )
-        self._base = (spec.url or "").rstrip("/")
+        headers["accept-encoding"] = "identity"
+        self._client = http11.HTTP11Client(spec.url or "", headers=headers, connect_timeout=spec.connect_timeout_s,
+                                           read_timeout=spec.timeout_s)
 
-    def url(self, endpoint: Endpoint, model: str) -> str:
+    def path(self, endpoint: Endpoint, model: str) -> str:
         if self.spec.kind == "azure":
             version = self.spec.api_version or "2024-06-01"
-            return f"{self._base}/openai/deployments/{model}/{endpoint}?api-version={version}"
-        return f"{self._base}/{endpoint}"
+            return f"/openai/deployments/{quote(model, safe='')}/{endpoint}?api-version={quote(version, safe='')}"
+        return f"/{endpoint}"
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            resp = await self._client.post(self.url(endpoint, str(body.get("model", ""))), content=_encode(body))
-        except httpx.HTTPError as exc:
+            resp = await self._client.request("POST", self.path(endpoint, str(body.get("model", ""))), _encode(body))
+        except http11.HTTPError as exc:
             raise _transport_error(exc, self.name) from None
+        raw = resp.content or b""
         if resp.status_code >= 400:
-            raise _upstream_error_from(resp.status_code, resp.content, self.name, resp.headers)
+            raise _upstream_error_from(resp.status_code, raw, self.name, resp.headers)
         try:
-            data = resp.json()
+            data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise UpstreamError(502, f"Upstream {self.name!r} answered with malformed JSON.", "upstream_bad_response",
                                 kind="malformed") from None
@@ -164,17 +160,18 @@ class HTTPUpstream:
     @asynccontextmanager
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """Open a streamed call. Errors before the first byte raise here (so the proxy can still answer
-        with a status); errors later raise from the iterator."""
-        req = self._client.build_request("POST", self.url(endpoint, str(body.get("model", ""))), content=_encode(body))
+        with a status); errors later raise from the iterator. Leaving the block early closes the
+        connection, which cancels the generation upstream."""
         try:
-            resp = await self._client.send(req, stream=True)
-        except httpx.HTTPError as exc:
+            resp = await self._client.request("POST", self.path(endpoint, str(body.get("model", ""))), _encode(body),
+                                              stream=True)
+        except http11.HTTPError as exc:
             raise _transport_error(exc, self.name) from None
         try:
             if resp.status_code >= 400:
                 try:
-                    raw = await resp.aread()
-                except httpx.HTTPError:
+                    raw = await resp.read()
+                except http11.HTTPError:
                     raw = b""
                 raise _upstream_error_from(resp.status_code, raw, self.name, resp.headers)
             ctype = resp.headers.get("content-type", "")
@@ -185,11 +182,11 @@ class HTTPUpstream:
         finally:
             await resp.aclose()
 
-    async def _events(self, resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, resp: http11.Response) -> AsyncIterator[dict[str, Any]]:
         try:
             async for event in sse_events(resp.aiter_lines(), self.name):
                 yield event
-        except httpx.HTTPError as exc:
+        except http11.HTTPError as exc:
             raise _transport_error(exc, self.name) from None
         except UnicodeDecodeError:
             raise UpstreamError(502, f"Upstream {self.name!r} sent invalid UTF-8.", "upstream_bad_stream",
@@ -199,9 +196,9 @@ class HTTPUpstream:
         if self.spec.kind != "openai":
             return []
         try:
-            resp = await self._client.get(f"{self._base}/models", timeout=2.0)
-            data = resp.json() if resp.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
+            resp = await self._client.request("GET", "/models", timeout=2.0)
+            data = json.loads(resp.content or b"") if resp.status_code == 200 else {}
+        except (http11.HTTPError, ValueError):
             return []
         items = data.get("data") if isinstance(data, dict) else None
         return [str(m["id"]) for m in items or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
