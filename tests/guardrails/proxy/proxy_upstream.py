@@ -159,6 +159,10 @@ def make_upstream_app(name: str = "upstream", log: UpstreamLog | None = None, re
     async def completions(request: Request) -> Response:
         return await handle(request, "completions")
 
+    @app.post("/openai/deployments/{deployment}/chat/completions")
+    async def azure_chat(request: Request, deployment: str) -> Response:
+        return await handle(request, "chat")
+
     @app.get("/v1/models")
     async def models() -> Response:
         return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": name}
