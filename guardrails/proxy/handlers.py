@@ -27,11 +27,13 @@ from guardrails.proxy.errors import ACTION_HEADER, REQUEST_ID_HEADER, ProxyError
 from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, parse_body, validate
 from guardrails.proxy.upstream import Endpoint, UpstreamClient
 from guardrails.streaming import OutputStream
-from guardrails.types import ANONYMOUS, Action, CallContext, CallRecord, Decision, Principal
+from guardrails.types import Action, CallContext, CallRecord, Decision, Principal
 
 log = logging.getLogger("trustwall.proxy")
 
 Kind = Literal["chat", "completions"]
+_END = object()  # end of the upstream stream, in the relay's queue
+UNAUTHENTICATED = Principal(id="unauthenticated", role="none")  # who a call is before its key is checked
 _DRAIN_LIMIT = 64 * 1024 * 1024
 Where = tuple[int, int | None]  # (message or choice index, content part index)
 
@@ -127,12 +129,13 @@ class GuardedCall:
         self.route = request.url.path
         self.t0 = time.perf_counter()
         self.started_at = time.time()
-        self.principal: Principal = ANONYMOUS
+        self.principal: Principal = UNAUTHENTICATED
         self.model: str | None = None
         self.upstream: str | None = None
         self.dec_in: Decision | None = None
         self.dec_out: Decision | None = None
         self.upstream_ms: float | None = None
+        self.input_ms = 0.0
         self.tokens: tuple[int | None, int | None] = (None, None)
         self.st: ProxyState | None = None
         self.streaming = False
@@ -151,8 +154,11 @@ class GuardedCall:
         total_ms = (time.perf_counter() - self.t0) * 1000
         if st is not None:
             m = st.metrics
-            m.requests.labels(self.route, final.label if status < 400 or status == 400 and error == "content_policy_violation"
-                              else ("deny" if status in (401, 403, 413, 429) else "error"), str(status)).inc()
+            if status < 400 or error == "content_policy_violation":
+                outcome = final.label
+            else:
+                outcome = "deny" if status in (401, 403, 413, 429) else "error"
+            m.requests.labels(self.route, outcome, str(status)).inc()
             m.latency.labels(self.route).observe(total_ms / 1000)
             m.observe_decision(self.dec_in)
             m.observe_decision(self.dec_out)
@@ -256,7 +262,9 @@ class GuardedCall:
                           route="proxy", metadata={"path": self.route})
 
         texts, where = input_texts(data, self.kind)
+        t_in = time.perf_counter()
         dec = self.dec_in = await st.runtime.pipeline.check_input(texts, ctx)
+        self.input_ms = (time.perf_counter() - t_in) * 1000
         if dec.blocked:
             cats = list(dec.blocking_categories or dec.categories)
             raise ProxyError(400, dec.message or policy.messages.block_input, "content_policy_violation",
@@ -280,7 +288,9 @@ class GuardedCall:
         self.tokens = _usage(resp)
         texts, where = output_texts(resp, self.kind)
         pipeline = st.runtime.pipeline
+        t_out = time.perf_counter()
         dec = self.dec_out = await pipeline.check_output(texts, ctx)
+        output_ms = (time.perf_counter() - t_out) * 1000
         choices = [dict(c) for c in resp["choices"]]
         if dec.blocked:
             message = dec.message or st.policy.messages.block_output
@@ -302,7 +312,10 @@ class GuardedCall:
                 if "logprobs" in c:
                     c["logprobs"] = None  # token-level text bypasses the output checks
         out = {**resp, "choices": choices}
-        return json_response(out, 200, self._headers(_final(self.dec_in, dec).label))
+        headers = self._headers(_final(self.dec_in, dec).label)
+        headers["server-timing"] = (f"input;dur={self.input_ms:.2f}, upstream;dur={self.upstream_ms:.2f}, "
+                                    f"output;dur={output_ms:.2f}")
+        return json_response(out, 200, headers)
 
     # -- streaming ----------------------------------------------------------------------------
 
@@ -329,6 +342,30 @@ class GuardedCall:
             return {"index": idx, "delta": {"content": text} if text or finish is None else {}, "finish_reason": finish}
         return {"index": idx, "text": text, "finish_reason": finish, "logprobs": None}
 
+    @staticmethod
+    async def _pump(events: AsyncIterator[dict[str, Any]], q: asyncio.Queue[Any]) -> None:
+        """Read upstream events into `q` while the relay is busy checking: the relay then takes every
+        event that arrived meanwhile in one go, so a slow check means fewer, larger windows (not a
+        growing backlog of small ones)."""
+        try:
+            async for ev in events:
+                await q.put(ev)
+            await q.put(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the relay, which answers with an error event
+            await q.put(exc)
+
+    def _upstream_event_error(self, ev: dict[str, Any]) -> UpstreamError:
+        err = ev.get("error")
+        msg = err.get("message") if isinstance(err, dict) else str(err)
+        return UpstreamError(502, f"Upstream {self.upstream!r} failed mid-stream: {str(msg)[:500]}", "upstream_error",
+                             kind="stream")
+
+    def _malformed(self) -> UpstreamError:
+        return UpstreamError(502, f"Upstream {self.upstream!r} sent a malformed stream event.", "upstream_bad_stream",
+                             kind="malformed")
+
     async def _relay(self, st: ProxyState, events: AsyncIterator[dict[str, Any]], stack: AsyncExitStack,
                      ctx: CallContext, t_up: float) -> AsyncIterator[bytes]:
         pipeline = st.runtime.pipeline
@@ -337,6 +374,8 @@ class GuardedCall:
         meta: dict[str, Any] = {}
         status, error = 200, None
         blocked: OutputStream | None = None
+        q: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
+        pump = asyncio.ensure_future(self._pump(events, q))
 
         def block_chunks() -> list[bytes]:
             assert blocked is not None
@@ -345,64 +384,89 @@ class GuardedCall:
             return [self._chunk(meta, [self._text_choice(i, message, "content_filter") for i in idxs]),
                     b"data: [DONE]\n\n"]
 
+        def stream_for(idx: int) -> OutputStream:
+            s = streams.get(idx)
+            if s is None:
+                s = streams[idx] = OutputStream(pipeline, ctx)
+            return s
+
         try:
             try:
-                async for ev in events:
-                    if "error" in ev and not ev.get("choices"):
-                        err = ev.get("error")
-                        msg = err.get("message") if isinstance(err, dict) else str(err)
-                        raise UpstreamError(502, f"Upstream {self.upstream!r} failed mid-stream: {str(msg)[:500]}",
-                                            "upstream_error", kind="stream")
-                    for k in ("id", "created", "model", "system_fingerprint"):
-                        if ev.get(k) is not None:
-                            meta[k] = ev[k]
-                    p, c = _usage(ev)
-                    if p is not None or c is not None:
-                        self.tokens = (p, c)
-                    choices = ev.get("choices")
-                    if not isinstance(choices, list):
-                        raise UpstreamError(502, f"Upstream {self.upstream!r} sent a malformed stream event.",
-                                            "upstream_bad_stream", kind="malformed")
-                    if not choices:
-                        if ev.get("usage") is not None:
-                            yield b"data: " + dumps(ev) + b"\n\n"  # the usage chunk (stream_options)
-                        continue
-                    for ch in choices:
-                        if not isinstance(ch, dict):
-                            raise UpstreamError(502, f"Upstream {self.upstream!r} sent a malformed stream event.",
-                                                "upstream_bad_stream", kind="malformed")
-                        idx = ch.get("index", 0)
-                        idx = idx if isinstance(idx, int) else 0
-                        stream = streams.get(idx)
-                        if stream is None:
-                            stream = streams[idx] = OutputStream(pipeline, ctx)
-                        if self.kind == "chat":
-                            delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
-                            text = delta.get("content")
-                            rest = {k: v for k, v in delta.items() if k != "content"}
-                            if rest:  # role, tool_calls, function_call, refusal: passed through as they are
-                                yield self._chunk(meta, [{"index": idx, "delta": rest, "finish_reason": None}])
-                        else:
-                            text = ch.get("text")
-                        if isinstance(text, str) and text:
-                            released = await stream.feed(text)
-                            if stream.blocked:
-                                blocked = stream
-                                break
-                            if released:
-                                yield self._chunk(meta, [self._text_choice(idx, released)])
-                        reason = ch.get("finish_reason")
-                        if reason and idx not in finished:
-                            tail = await stream.finish()
-                            if stream.blocked:
-                                blocked = stream
-                                break
-                            if tail:
-                                yield self._chunk(meta, [self._text_choice(idx, tail)])
-                            finished.add(idx)
-                            yield self._chunk(meta, [self._text_choice(idx, "", str(reason))])
+                done = False
+                while not done and blocked is None:
+                    batch = [await q.get()]
+                    while not q.empty():
+                        batch.append(q.get_nowait())
+                    texts: dict[int, list[str]] = {}
+                    reasons: dict[int, str] = {}
+                    late: list[bytes] = []  # usage chunks: after the text they account for
+                    for item in batch:
+                        if item is _END:
+                            done = True
+                            break
+                        if isinstance(item, UpstreamError):
+                            raise item
+                        if isinstance(item, BaseException):
+                            raise self._malformed() from item
+                        ev = item
+                        if "error" in ev and not ev.get("choices"):
+                            raise self._upstream_event_error(ev)
+                        for k in ("id", "created", "model", "system_fingerprint"):
+                            if ev.get(k) is not None:
+                                meta[k] = ev[k]
+                        p, c = _usage(ev)
+                        if p is not None or c is not None:
+                            self.tokens = (p, c)
+                        choices = ev.get("choices")
+                        if not isinstance(choices, list):
+                            raise self._malformed()
+                        if not choices:
+                            if ev.get("usage") is not None:
+                                late.append(b"data: " + dumps(ev) + b"\n\n")  # the usage chunk (stream_options)
+                            continue
+                        for ch in choices:
+                            if not isinstance(ch, dict):
+                                raise self._malformed()
+                            idx = ch.get("index", 0)
+                            idx = idx if isinstance(idx, int) else 0
+                            stream_for(idx)
+                            if self.kind == "chat":
+                                delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
+                                text = delta.get("content")
+                                rest = {k: v for k, v in delta.items() if k != "content"}
+                                if rest:  # role, tool_calls, function_call, refusal: passed through as they are
+                                    yield self._chunk(meta, [{"index": idx, "delta": rest, "finish_reason": None}])
+                            else:
+                                text = ch.get("text")
+                            if isinstance(text, str) and text:
+                                texts.setdefault(idx, []).append(text)
+                            reason = ch.get("finish_reason")
+                            if reason and idx not in finished:
+                                reasons[idx] = str(reason)
+                    for idx, parts in texts.items():
+                        stream = streams[idx]
+                        released = await stream.feed("".join(parts))
+                        if stream.blocked:
+                            blocked = stream
+                            break
+                        if released:
+                            yield self._chunk(meta, [self._text_choice(idx, released)])
                     if blocked is not None:
                         break
+                    for idx, reason in reasons.items():
+                        stream = streams[idx]
+                        tail = await stream.finish()
+                        if stream.blocked:
+                            blocked = stream
+                            break
+                        if tail:
+                            yield self._chunk(meta, [self._text_choice(idx, tail)])
+                        finished.add(idx)
+                        yield self._chunk(meta, [self._text_choice(idx, "", reason)])
+                    if blocked is not None:
+                        break
+                    for chunk in late:
+                        yield chunk
                 if blocked is None:
                     for idx, stream in streams.items():
                         if idx in finished:
@@ -431,6 +495,11 @@ class GuardedCall:
             yield b"data: " + dumps(ProxyError(502, "The proxy failed mid-stream.", "proxy_error").body(self.rid)) + b"\n\n"
         finally:
             with anyio.CancelScope(shield=True):
+                pump.cancel()
+                try:
+                    await pump
+                except BaseException:  # noqa: BLE001 - cancelled or already failed: either way it is done
+                    pass
                 try:
                     await stack.aclose()  # closes the upstream response: a disconnect cancels the upstream call
                 except Exception:  # noqa: BLE001
