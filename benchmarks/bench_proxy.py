@@ -187,18 +187,27 @@ class Conn:
 
 
 class Pool:
+    """Idle keep-alive connections, most recent first; ones idle for more than 2 s are dropped (uvicorn
+    closes keep-alive connections after 5 s idle, and a reused closed one would count as an error)."""
+
     def __init__(self, port: int):
         self.port = port
-        self.free: list[Conn] = []
+        self.free: list[tuple[float, Conn]] = []
 
     async def get(self) -> Conn:
-        return self.free.pop() if self.free else await Conn.open(self.port)
+        now = time.monotonic()
+        while self.free:
+            t, c = self.free.pop()
+            if now - t < 2.0:
+                return c
+            c.close()
+        return await Conn.open(self.port)
 
     def put(self, c: Conn) -> None:
-        self.free.append(c)
+        self.free.append((time.monotonic(), c))
 
     def close(self) -> None:
-        for c in self.free:
+        for _, c in self.free:
             c.close()
 
 

@@ -171,12 +171,12 @@ class Proxy:
         return self.server.url + "/v1"
 
 
-def start_proxy(tmp_path: Path, policy: Any, registry: Any = None, **kw: Any) -> Proxy:
+def start_proxy(tmp_path: Path, policy: Any, registry: Any = None, limiter: Any = None, **kw: Any) -> Proxy:
     settings = Settings(data_dir=tmp_path, hash_key="test-hash-key")
     recorder = MemRecorder()
     runtime = build_runtime(settings, policy=policy, registry=registry or builtin_registry(), audit=recorder)
     keys = SQLiteKeyStore(tmp_path / "keys.sqlite3")
-    app = create_app(runtime, keys=keys, limiter=MemoryRateLimiter(), key_cache_ttl_s=0, **kw)
+    app = create_app(runtime, keys=keys, limiter=limiter or MemoryRateLimiter(), key_cache_ttl_s=0, **kw)
     server = ServerThread(app).start()
     return Proxy(server, keys, recorder, runtime)
 

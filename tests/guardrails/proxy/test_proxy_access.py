@@ -157,3 +157,34 @@ async def test_non_loopback_bind_without_keys_refuses_to_start(cloud, inhouse, t
     app = create_app(runtime, host="0.0.0.0", keys=keys)
     async with app.router.lifespan_context(app):
         assert app.state.trustwall is not None
+
+
+@pytest.mark.redis
+def test_replicas_share_one_rate_budget_through_redis(cloud, inhouse, tmp_path):
+    import uuid
+
+    from guardrails.ratelimit import RedisRateLimiter
+
+    prefix = f"trustwall:test:{uuid.uuid4().hex}:"
+    policy = make_policy(cloud[0].url, inhouse[0].url)
+    a = start_proxy(tmp_path, policy, limiter=RedisRateLimiter("redis://127.0.0.1:6379/0", prefix=prefix))
+    b = start_proxy(tmp_path, policy, limiter=RedisRateLimiter("redis://127.0.0.1:6379/0", prefix=prefix))
+    try:
+        _, key = a.keys.create("user", "shared")  # both replicas read the same key store
+        ca, cb = _client(a, key), _client(b, key)
+        msg = [{"role": "user", "content": "hi"}]
+        for c in (ca, cb, ca):  # burst 3, spent across both replicas
+            c.chat.completions.create(model="gpt-test", messages=msg)
+        with pytest.raises(openai.RateLimitError):
+            cb.chat.completions.create(model="gpt-test", messages=msg)
+        with pytest.raises(openai.RateLimitError):
+            ca.chat.completions.create(model="gpt-test", messages=msg)
+    finally:
+        a.server.stop()
+        b.server.stop()
+        import redis
+
+        r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        for k in r.scan_iter(match=prefix + "*"):
+            r.delete(k)
+        r.close()
