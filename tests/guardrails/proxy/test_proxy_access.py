@@ -8,9 +8,10 @@ import asyncio
 import httpx
 import openai
 import pytest
-from conftest import make_policy, start_proxy
 
 from guardrails.types import Action
+
+from .proxy_helpers import make_policy, start_proxy
 
 SSN_MSG = [{"role": "user", "content": "My SSN is 078-05-1120, is it valid?"}]
 

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 import httpx
 import openai
 import pytest
-from conftest import make_policy, start_proxy
 
 from detectors.registry import builtin_registry
 from guardrails.detector import DetectorType, NoOptions
 from guardrails.policy import parse_policy
 from guardrails.types import Action, CallContext, Finding
+
+from .proxy_helpers import make_policy, start_proxy
 
 MSG = [{"role": "user", "content": "hello"}]
 

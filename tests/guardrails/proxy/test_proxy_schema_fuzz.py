@@ -10,11 +10,12 @@ import asyncio
 
 import pytest
 import schemathesis
-from conftest import start_proxy
 from hypothesis import HealthCheck, given, settings
 
 from detectors.registry import builtin_registry
 from guardrails.policy import parse_policy
+
+from .proxy_helpers import start_proxy
 
 ECHO_POLICY = """
 policy: {id: fuzz}

@@ -7,13 +7,14 @@ import asyncio
 
 import openai
 import pytest
-from conftest import start_proxy
 
 from detectors.registry import builtin_registry
 from guardrails.errors import ConfigError
 from guardrails.policy import parse_policy
 from guardrails.proxy import http11
 from guardrails.proxy.app import upstream_specs
+
+from .proxy_helpers import start_proxy
 
 KINDS = """
 policy: {{id: kinds}}
