@@ -132,6 +132,7 @@ class HTTPUpstream:
         headers["accept-encoding"] = "identity"
         self._client = http11.HTTP11Client(spec.url or "", headers=headers, connect_timeout=spec.connect_timeout_s,
                                            read_timeout=spec.timeout_s)
+        self._models: tuple[float, list[str]] | None = None
 
     def path(self, endpoint: Endpoint, model: str) -> str:
         if self.spec.kind == "azure":
@@ -193,15 +194,21 @@ class HTTPUpstream:
                                 kind="malformed") from None
 
     async def models(self) -> list[str]:
+        """What the upstream lists at GET /models (cached for a minute; [] when it cannot say)."""
         if self.spec.kind != "openai":
             return []
+        now = time.monotonic()
+        if self._models is not None and now - self._models[0] < 60.0:
+            return self._models[1]
         try:
             resp = await self._client.request("GET", "/models", timeout=2.0)
             data = json.loads(resp.content or b"") if resp.status_code == 200 else {}
         except (http11.HTTPError, ValueError):
             return []
         items = data.get("data") if isinstance(data, dict) else None
-        return [str(m["id"]) for m in items or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        names = [str(m["id"]) for m in items or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        self._models = (now, names)
+        return names
 
     async def aclose(self) -> None:
         await self._client.aclose()
