@@ -8,7 +8,9 @@ the answer for plain calls and when the stream ends (or the client goes away) fo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -28,6 +30,7 @@ from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, p
 from guardrails.proxy.upstream import Endpoint, UpstreamClient
 from guardrails.streaming import OutputStream
 from guardrails.types import Action, CallContext, CallRecord, Decision, Principal
+from guardrails.vault import PLACEHOLDER_RE
 
 log = logging.getLogger("trustwall.proxy")
 
@@ -115,6 +118,72 @@ def _usage(resp: dict[str, Any]) -> tuple[int | None, int | None]:
 
 def _final(*decisions: Decision | None) -> Action:
     return max((d.action for d in decisions if d is not None), default=Action.ALLOW)
+
+
+class ArgRestorer:
+    """Restores pseudonyms inside tool-call arguments, so a model that calls `send_mail(to="<PERSON_1>")`
+    reaches the caller's tool with the real value (for the categories the role may see restored).
+
+    Arguments are JSON text: restored values are JSON-escaped. In streams they arrive in fragments, so a
+    placeholder split across fragments is held back until it closes (`feed`/`flush` per tool call).
+    """
+
+    _HOLD = re.compile(r"<[^<>]{0,62}$")
+
+    def __init__(self, pipeline: Any, ctx: CallContext):
+        self._vault = ctx.vault
+        self._allowed = pipeline.restore_allowed(ctx)
+        self._pending: dict[Any, str] = {}
+
+    @property
+    def active(self) -> bool:
+        return self._vault is not None and len(self._vault) > 0
+
+    def _sub(self, m: re.Match[str]) -> str:
+        hit = self._vault.lookup(m.group(1), m.group(2)) if self._vault is not None else None
+        if hit is None or not self._allowed(hit[0]):
+            return m.group(0)
+        return json.dumps(hit[1], ensure_ascii=False)[1:-1]
+
+    def restore(self, text: str) -> str:
+        return PLACEHOLDER_RE.sub(self._sub, text) if self.active else text
+
+    def feed(self, key: Any, fragment: str) -> str:
+        text = self._pending.pop(key, "") + fragment
+        m = self._HOLD.search(text)
+        if m:
+            self._pending[key] = text[m.start():]
+            text = text[:m.start()]
+        return self.restore(text)
+
+    def flush(self, key: Any) -> str:
+        return self.restore(self._pending.pop(key, ""))
+
+    def pending_keys(self, idx: int) -> list[Any]:
+        return [k for k in self._pending if k[0] == idx]
+
+    def restore_calls(self, calls: Any) -> Any:
+        if not self.active or not isinstance(calls, list):
+            return calls
+        out = []
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                call = {**call, "function": {**fn, "arguments": self.restore(fn["arguments"])}}
+            out.append(call)
+        return out
+
+    def feed_calls(self, idx: int, calls: Any) -> Any:
+        if not self.active or not isinstance(calls, list):
+            return calls
+        out = []
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                key = (idx, call.get("index", 0))
+                call = {**call, "function": {**fn, "arguments": self.feed(key, fn["arguments"])}}
+            out.append(call)
+        return out
 
 
 # ---------------------------------------------------------------------------------------- the call
@@ -309,8 +378,13 @@ class GuardedCall:
                     c["message"] = {**c["message"], "content": restored}
                 else:
                     c["text"] = restored
+            args = ArgRestorer(pipeline, ctx)
+            for c in choices:
                 if "logprobs" in c:
                     c["logprobs"] = None  # token-level text bypasses the output checks
+                msg = c.get("message")
+                if args.active and isinstance(msg, dict) and msg.get("tool_calls"):
+                    c["message"] = {**msg, "tool_calls": args.restore_calls(msg["tool_calls"])}
         out = {**resp, "choices": choices}
         headers = self._headers(_final(self.dec_in, dec).label)
         headers["server-timing"] = (f"input;dur={self.input_ms:.2f}, upstream;dur={self.upstream_ms:.2f}, "
@@ -376,6 +450,7 @@ class GuardedCall:
         blocked: OutputStream | None = None
         q: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
         pump = asyncio.ensure_future(self._pump(events, q))
+        args = ArgRestorer(pipeline, ctx)
 
         def block_chunks() -> list[bytes]:
             assert blocked is not None
@@ -434,7 +509,9 @@ class GuardedCall:
                                 delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
                                 text = delta.get("content")
                                 rest = {k: v for k, v in delta.items() if k != "content"}
-                                if rest:  # role, tool_calls, function_call, refusal: passed through as they are
+                                if "tool_calls" in rest:
+                                    rest["tool_calls"] = args.feed_calls(idx, rest["tool_calls"])
+                                if rest:  # role, tool_calls, function_call, refusal: passed through
                                     yield self._chunk(meta, [{"index": idx, "delta": rest, "finish_reason": None}])
                             else:
                                 text = ch.get("text")
@@ -454,6 +531,9 @@ class GuardedCall:
                     if blocked is not None:
                         break
                     for idx, reason in reasons.items():
+                        held = [{"index": k[1], "function": {"arguments": args.flush(k)}} for k in args.pending_keys(idx)]
+                        if held:
+                            yield self._chunk(meta, [{"index": idx, "delta": {"tool_calls": held}, "finish_reason": None}])
                         stream = streams[idx]
                         tail = await stream.finish()
                         if stream.blocked:
@@ -471,6 +551,9 @@ class GuardedCall:
                     for idx, stream in streams.items():
                         if idx in finished:
                             continue
+                        held = [{"index": k[1], "function": {"arguments": args.flush(k)}} for k in args.pending_keys(idx)]
+                        if held:
+                            yield self._chunk(meta, [{"index": idx, "delta": {"tool_calls": held}, "finish_reason": None}])
                         tail = await stream.finish()
                         if stream.blocked:
                             blocked = stream

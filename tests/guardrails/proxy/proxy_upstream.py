@@ -85,7 +85,8 @@ def make_upstream_app(name: str = "upstream", log: UpstreamLog | None = None, re
             finish = "stop"
             if mode == "tools":
                 msg = {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"id\": 42}"}}]}
+                    {"id": "call_1", "type": "function", "function": {"name": "lookup",
+                                                                      "arguments": body.get("test_args", "{\"id\": 42}")}}]}
                 finish = "tool_calls"
             return JSONResponse({"id": "chatcmpl-1", "object": "chat.completion", "created": created, "model": model,
                                  "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": usage})
@@ -122,8 +123,9 @@ def make_upstream_app(name: str = "upstream", log: UpstreamLog | None = None, re
                     yield ev({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
                         {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}]},
                         "finish_reason": None}]})
-                    yield ev({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
-                        {"index": 0, "function": {"arguments": "{\"id\": 42}"}}]}, "finish_reason": None}]})
+                    for frag in body.get("test_arg_chunks", ["{\"id\": 42}"]):
+                        yield ev({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
+                            {"index": 0, "function": {"arguments": frag}}]}, "finish_reason": None}]})
                     yield ev({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
                     yield b"data: [DONE]\n\n"
                     return

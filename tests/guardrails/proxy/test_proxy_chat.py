@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -109,6 +111,19 @@ def test_tools_pass_through_untouched(client, logs):
     call = resp.choices[0].message.tool_calls[0]
     assert call.function.name == "lookup" and call.function.arguments == '{"id": 42}'
     assert resp.choices[0].finish_reason == "tool_calls"
+
+
+def test_pseudonyms_in_tool_call_arguments_are_restored(client, logs):
+    msgs = [{"role": "user", "content": 'Email Alice Smith "the boss" please'}]
+    resp = client.chat.completions.create(model="gpt-test", messages=msgs, extra_body={
+        "test_mode": "tools", "test_args": '{"to": "<PERSON_1>", "cc": "<PERSON_9>"}'})
+    assert "<PERSON_1>" in logs[0].requests[-1]["messages"][0]["content"]
+    args = resp.choices[0].message.tool_calls[0].function.arguments
+    assert json.loads(args) == {"to": "Alice Smith", "cc": "<PERSON_9>"}  # unknown placeholders stay
+    stream = client.chat.completions.create(model="gpt-test", messages=msgs, stream=True, extra_body={
+        "test_mode": "tools", "test_arg_chunks": ['{"to": "<PER', 'SON_1>", "n', '": 1}']})
+    streamed = "".join(tc.function.arguments or "" for ch in stream for c in ch.choices for tc in c.delta.tool_calls or [])
+    assert json.loads(streamed) == {"to": "Alice Smith", "n": 1}
 
 
 def test_content_parts_are_checked(client, logs):
@@ -257,3 +272,22 @@ def test_metrics_count_requests_and_detectors(proxy, client, logs):
     assert 'trustwall_requests_total{action="allow",route="/v1/chat/completions",status="200"}' in text
     assert 'trustwall_detector_seconds_count{detector="kw",stage="input"}' in text
     assert 'trustwall_upstream_seconds_count{upstream="cloud"}' in text
+
+
+def test_arg_restorer_json_escapes_and_holds_split_placeholders():
+    from guardrails.proxy.handlers import ArgRestorer
+    from guardrails.types import CallContext
+    from guardrails.vault import Vault
+
+    class AllowAll:
+        @staticmethod
+        def restore_allowed(ctx):  # noqa: ANN001, ANN205
+            return lambda cat: cat == "PERSON"
+
+    ctx = CallContext(vault=Vault())
+    ph = ctx.vault.pseudonym("PERSON", 'Bob "B" Jones\\')
+    mail = ctx.vault.pseudonym("EMAIL_ADDRESS", "b@x.io")
+    r = ArgRestorer(AllowAll(), ctx)
+    assert json.loads(r.restore(json.dumps({"to": ph, "mail": mail}))) == {"to": 'Bob "B" Jones\\', "mail": mail}
+    parts = [r.feed((0, 0), f) for f in ('{"to": "<PE', "RSON", '_1>"}')] + [r.flush((0, 0))]
+    assert parts[:2] == ['{"to": "', ""] and json.loads("".join(parts)) == {"to": 'Bob "B" Jones\\'}
