@@ -236,14 +236,19 @@ class EchoUpstream:
             return "".join(p.get("text") or "" for p in part if isinstance(p, dict) and isinstance(p.get("text"), str))
         return ""
 
-    def answer(self, endpoint: Endpoint, body: dict[str, Any]) -> str:
+    def answers(self, endpoint: Endpoint, body: dict[str, Any]) -> list[str]:
+        """One answer per choice: for completions one per prompt (times n), for chat n copies."""
+        n = self._n(body)
         if endpoint == "completions":
             prompt = body.get("prompt")
-            return prompt if isinstance(prompt, str) else "\n".join(p for p in prompt or [] if isinstance(p, str))
+            prompts = [prompt] if isinstance(prompt, str) else [p for p in prompt or [] if isinstance(p, str)]
+            return [p for p in prompts for _ in range(n)] or [""]
         msgs = [m for m in body.get("messages") or [] if isinstance(m, dict)]
         if len(msgs) == 1:
-            return self._content(msgs[0].get("content"))
-        return "\n".join(f"{m.get('role')}: {self._content(m.get('content'))}" for m in msgs)
+            text = self._content(msgs[0].get("content"))
+        else:
+            text = "\n".join(f"{m.get('role')}: {self._content(m.get('content'))}" for m in msgs)
+        return [text] * n
 
     @staticmethod
     def _n(body: dict[str, Any]) -> int:
@@ -251,16 +256,16 @@ class EchoUpstream:
         return n if isinstance(n, int) and 1 <= n <= 16 else 1
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
-        text = self.answer(endpoint, body)
+        answers = self.answers(endpoint, body)
         model = str(body.get("model", "echo"))
-        words = len(text.split())
+        words = sum(len(a.split()) for a in answers)
         usage = {"prompt_tokens": words, "completion_tokens": words, "total_tokens": 2 * words}
         if endpoint == "completions":
-            choices = [{"index": i, "text": text, "finish_reason": "stop", "logprobs": None} for i in range(self._n(body))]
+            choices = [{"index": i, "text": a, "finish_reason": "stop", "logprobs": None} for i, a in enumerate(answers)]
             return {"id": f"cmpl-echo{uuid.uuid4().hex[:20]}", "object": "text_completion", "created": int(time.time()),
                     "model": model, "choices": choices, "usage": usage}
-        choices = [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                   for i in range(self._n(body))]
+        choices = [{"index": i, "message": {"role": "assistant", "content": a}, "finish_reason": "stop"}
+                   for i, a in enumerate(answers)]
         return {"id": f"chatcmpl-echo{uuid.uuid4().hex[:20]}", "object": "chat.completion", "created": int(time.time()),
                 "model": model, "choices": choices, "usage": usage}
 
@@ -275,25 +280,24 @@ class EchoUpstream:
         yield self._events(endpoint, body)
 
     async def _events(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        text = self.answer(endpoint, body)
+        answers = self.answers(endpoint, body)
         model = str(body.get("model", "echo"))
         created = int(time.time())
-        n = self._n(body)
-        if endpoint == "completions":
-            cid = f"cmpl-echo{uuid.uuid4().hex[:20]}"
+        chat = endpoint != "completions"
+        cid = f"{'chatcmpl' if chat else 'cmpl'}-echo{uuid.uuid4().hex[:20]}"
+        base = {"id": cid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
+                "model": model}
+        if chat:
+            yield {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                                       for i in range(len(answers))]}
+        for i, text in enumerate(answers):
             for piece in self._pieces(text):
-                yield {"id": cid, "object": "text_completion", "created": created, "model": model,
-                       "choices": [{"index": i, "text": piece, "finish_reason": None, "logprobs": None} for i in range(n)]}
-            yield {"id": cid, "object": "text_completion", "created": created, "model": model,
-                   "choices": [{"index": i, "text": "", "finish_reason": "stop", "logprobs": None} for i in range(n)]}
-            return
-        cid = f"chatcmpl-echo{uuid.uuid4().hex[:20]}"
-        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
-        yield {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                                   for i in range(n)]}
-        for piece in self._pieces(text):
-            yield {**base, "choices": [{"index": i, "delta": {"content": piece}, "finish_reason": None} for i in range(n)]}
-        yield {**base, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(n)]}
+                choice = ({"index": i, "delta": {"content": piece}, "finish_reason": None} if chat
+                          else {"index": i, "text": piece, "finish_reason": None, "logprobs": None})
+                yield {**base, "choices": [choice]}
+        yield {**base, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"} if chat
+                                   else {"index": i, "text": "", "finish_reason": "stop", "logprobs": None}
+                                   for i in range(len(answers))]}
 
     async def models(self) -> list[str]:
         return ["echo"]

@@ -148,6 +148,14 @@ def test_echo_upstream_shows_what_the_model_receives(proxy):
         model="echo", messages=[{"role": "user", "content": "Bob Jones says hi to everyone here today."}], stream=True)
         if ch.choices]
     assert "".join(chunks) == "Bob Jones says hi to everyone here today."
+    resp = c.completions.create(model="echo", prompt=["Bob Jones one", "two"])
+    assert [ch.text for ch in resp.choices] == ["Bob Jones one", "two"]
+    out: dict[int, str] = {}
+    for ch in c.chat.completions.create(model="echo", n=2, stream=True,
+                                        messages=[{"role": "user", "content": "Bob Jones, twice. Yes."}]):
+        for cc in ch.choices:
+            out[cc.index] = out.get(cc.index, "") + (cc.delta.content or "")
+    assert out == {0: "Bob Jones, twice. Yes.", 1: "Bob Jones, twice. Yes."}
 
 
 async def test_async_client_non_stream(aclient, logs):
