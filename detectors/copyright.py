@@ -12,7 +12,8 @@ source_start, source_end, similarity, words, matched_words[, citation]}. No raw 
 
 Citation contract (for adapters): a judgement whose finding has category `copyright_cite` and
 `evidence["citation"]` is a match the policy lets through with a citation (give that category the
-rule `{action: flag}`); the adapter appends `citation_block(judgements)` to the text it returns.
+rule `{action: flag}`); the core pipeline (guardrails.pipeline.citations) appends the sources block to
+the passed-on output, plain and streamed alike, so every adapter returns it.
 """
 
 from __future__ import annotations

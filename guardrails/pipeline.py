@@ -116,6 +116,17 @@ def apply_redactions(text: str, judgements: Sequence[Judgement], render: Callabl
     return apply_replacements(text, items, render, rank=_rank)
 
 
+def citations(judgements: Sequence[Judgement]) -> str:
+    """The sources block for findings passed with a citation (evidence["citation"], action flag or
+    redact), '' when there is none. Generic: any detector can ask for a citation this way."""
+    seen: list[str] = []
+    for j in judgements:
+        cite = j.finding.evidence.get("citation") if j.finding.evidence else None
+        if cite and Action.FLAG <= j.action <= Action.REDACT and str(cite) not in seen:
+            seen.append(str(cite))
+    return "\n\nSources: " + "; ".join(seen) if seen else ""
+
+
 # -------------------------------------------------------------------------------------- orchestration
 
 
@@ -198,6 +209,9 @@ class Pipeline:
                     by_msg.setdefault(j.finding.message_index, []).append(j)
             for i, js in by_msg.items():
                 out_texts[i] = apply_redactions(texts[i], js, render)
+            if stage == "output":
+                for i in range(len(out_texts)):
+                    out_texts[i] += citations([j for j in judgements if j.finding.message_index == i])
         return Decision(
             stage=stage,
             action=action,

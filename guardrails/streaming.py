@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from guardrails.pipeline import Pipeline, Renderer, apply_redactions
+from guardrails.pipeline import Pipeline, Renderer, apply_redactions, citations
 from guardrails.types import Action, CallContext, CheckTiming, Decision, Finding, Judgement
 from guardrails.vault import Restorer
 
@@ -68,6 +68,10 @@ class OutputStream:
             return ""
         if self._restorer is not None:
             out += self._restorer.flush()
+        cite = citations(list(self._judgements.values()))
+        if cite:
+            self._out_raw.append(cite)
+            out += cite
         return out
 
     @property

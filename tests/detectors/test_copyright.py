@@ -238,6 +238,7 @@ async def test_cite_mode_passes_with_a_citation(tmp_path: Path, corpus: CorpusIn
     assert j.finding.category == CITE_CATEGORY and j.finding.evidence["citation"] == "A Tale of Two Cities (tale)"
     assert citation_block(dec.judgements) == "\n\nSources: A Tale of Two Cities (tale)"
     assert citation_block([]) == ""
+    assert dec.text == SOURCE_A + "\n\nSources: A Tale of Two Cities (tale)"  # appended by the pipeline
 
 
 async def test_allow_sources_option_in_policy(tmp_path: Path, corpus: CorpusIndex) -> None:

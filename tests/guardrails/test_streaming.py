@@ -106,3 +106,23 @@ async def test_placeholder_split_across_chunks(split) -> None:
     s = OutputStream(p, ctx)
     out = await s.feed(text[:split]) + await s.feed(text[split:]) + await s.finish()
     assert out == "Bye Jane Roe."
+
+
+async def test_citations_are_appended_plain_and_streamed() -> None:
+    from guardrails.types import Finding
+
+    class Citer:
+        name = "kw"
+
+        async def detect(self, texts, ctx):
+            return [[Finding("kw", "cite", 1.0, (i, i + 6), {"citation": "Book (b1)"})
+                     for i in [t.find("quoted")] if i >= 0] for t in texts]
+
+    policy = parse_policy(POLICY.replace("toxic: {action: block}", "cite: {action: flag}"))
+    p = Pipeline(policy, {"kw": Citer()}, hash_key=b"k")
+    text = "Here is the quoted passage. " * 4
+    d = await p.check_output(text, CallContext())
+    assert d.text == text + "\n\nSources: Book (b1)"
+    out, s, _ = await run_stream(p, CallContext(), text, [7])
+    assert out == text + "\n\nSources: Book (b1)"
+    assert (await p.check_output("nothing here", CallContext())).text == "nothing here"
