@@ -24,8 +24,9 @@ Contract for detectors that need spaCy (PII, bias, ...):
   ``parse`` is memoised per call with ``guardrails.detector.memo`` under the key
   ``("spacy", model_name, tuple(texts))``: two detectors of one call that parse the same texts
   (e.g. PII and bias on the output stage) share one ``nlp.pipe`` pass and the same Doc objects.
-  The pass runs off the event loop (``asyncio.to_thread``), over all texts in one ``nlp.pipe``
-  batch. Treat the Docs as read-only (other detectors see the same objects).
+  The pass runs off the event loop, over all texts in one ``nlp.pipe`` batch, on the pipeline's one
+  worker thread, where concurrent calls coalesce into shared batches (MicroBatcher, no added wait for
+  a lone call). Treat the Docs as read-only (other detectors see the same objects).
 
 No module-level mutable state: everything lives in the runtime's Resources and the call's cache.
 """
@@ -83,7 +84,8 @@ class SharedNLP:
         self.model_name = model_name
         self.nlp = nlp
         self._required: set[str] = set()
-        self._lock = threading.Lock()  # one nlp.pipe at a time per pipeline (StringStore is not thread-safe)
+        self._lock = threading.Lock()
+        self._batcher: Any = None
 
     @property
     def lang(self) -> str:
@@ -115,9 +117,34 @@ class SharedNLP:
     def disabled(self) -> list[str]:
         return [c for c in self.nlp.component_names if c not in self._required]
 
-    def parse_sync(self, texts: Sequence[str]) -> list[Doc]:
+    def _pipe(self, texts: list[str]) -> list[Doc]:
+        return list(self.nlp.pipe(texts, disable=self.disabled(), batch_size=max(1, min(len(texts), 64))))
+
+    def submit(self, texts: Sequence[str]) -> Any:
+        """Queue texts for the pipeline's one worker thread; a concurrent.futures.Future of their Docs.
+
+        Concurrent calls coalesce into one nlp.pipe batch (guardrails.inference.MicroBatcher, no added
+        wait for a lone call), and only that thread touches the pipeline (spaCy's StringStore is not
+        thread-safe)."""
         with self._lock:
-            return list(self.nlp.pipe(list(texts), disable=self.disabled(), batch_size=max(1, len(texts))))
+            if self._batcher is None:
+                from guardrails.inference.batcher import MicroBatcher
+
+                self._batcher = MicroBatcher(lambda batch: self._pipe(batch), max_batch=64, max_wait_ms=0.0,
+                                             name=f"spacy-{self.model_name}")
+            return self._batcher.submit(list(texts))
+
+    def parse_sync(self, texts: Sequence[str]) -> list[Doc]:
+        return list(self.submit(texts).result())
+
+    def batch_stats(self) -> dict[str, Any]:
+        return self._batcher.stats.as_dict() if self._batcher is not None else {}
+
+    def close(self) -> None:
+        with self._lock:
+            batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
 
 
 def load_pipeline(model_name: str) -> SharedNLP:
@@ -143,4 +170,4 @@ async def parse(ctx: CallContext, shared: SharedNLP, texts: Sequence[str]) -> li
     """Docs for `texts`, parsed once per call (memoised in ctx.cache), off the event loop."""
     key: Any = ("spacy", shared.model_name, tuple(texts))
     batch = list(texts)
-    return await memo(ctx, key, lambda: asyncio.to_thread(shared.parse_sync, batch))
+    return await memo(ctx, key, lambda: asyncio.wrap_future(shared.submit(batch)))

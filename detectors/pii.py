@@ -532,7 +532,10 @@ class PiiDetector:
 
     def info(self) -> dict[str, Any]:
         return {"model": self.shared.model_name, "components": sorted(self.shared.required),
-                "entities": self.entities, "device": "cpu"}
+                "entities": self.entities, "device": "cpu", "spacy_batches": self.shared.batch_stats()}
+
+    def close(self) -> None:
+        self.shared.close()  # idempotent; a later parse starts a fresh worker
 
     def _allowed(self, value: str) -> bool:
         if _norm(value) in self._allow:

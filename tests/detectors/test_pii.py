@@ -403,13 +403,13 @@ def test_shared_pipeline_and_one_parse_per_call(loaded):
     assert shared is loaded["detector"].shared
     assert shared.required == frozenset({"ner"})  # the PII pass runs NER only
     calls = []
-    orig = shared.parse_sync
+    orig = shared._pipe
 
     def counting(texts):
         calls.append(list(texts))
         return orig(texts)
 
-    shared.parse_sync = counting  # type: ignore[method-assign]
+    shared._pipe = counting  # type: ignore[method-assign]
     try:
         ctx = CallContext()
         texts = ["I am Sarah Connor.", "From Paris."]
@@ -421,7 +421,7 @@ def test_shared_pipeline_and_one_parse_per_call(loaded):
 
         a, b, c = asyncio.run(both())
     finally:
-        del shared.parse_sync
+        del shared._pipe
     assert calls == [texts]  # one nlp.pipe batch for all messages, shared by both callers
     assert b is c or all(x is y for x, y in zip(b, c))
     assert [d.text for d in b] == texts
