@@ -253,6 +253,37 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
         data = [{"id": m, "object": "model", "created": 0, "owned_by": names[m]} for m in access.visible_models(role, names)]
         return json_response({"object": "list", "data": data}, headers={REQUEST_ID_HEADER: rid, ACTION_HEADER: "allow"})
 
+    @app.get("/v1/audit/export", responses=_ERR_RESPONSES, summary="Stream the audit log (admin roles only)")
+    async def audit_export(request: Request, format: str = "jsonl", since: str | None = None,  # noqa: A002
+                           until: str | None = None, principal: str | None = None, action: str | None = None) -> Response:
+        from starlette.responses import StreamingResponse
+
+        from guardrails.audit.export import FORMATS, MEDIA_TYPES, iter_export, make_filters
+
+        rid = request_id(request)
+        try:
+            st = _state(request)
+            who = await authenticate(st, request)
+            role = access.role_of(st.policy, who)
+            if not role.admin:
+                raise AccessDenied("The audit export needs an admin role.", status=403, code="admin_only")
+            if format not in FORMATS:
+                raise ProxyError(400, f"format must be one of {', '.join(FORMATS)}", "invalid_format", param="format")
+            sink = getattr(st.runtime.audit, "sink", None)
+            if sink is None:
+                raise ProxyError(404, "This proxy runs without an audit log.", "audit_disabled")
+            try:
+                filters = make_filters(since, until, principal, action)
+            except ValueError as exc:
+                raise ProxyError(400, str(exc), "invalid_filter") from None
+        except AccessDenied as exc:
+            return ProxyError(exc.status, str(exc), exc.code, action="deny").response(rid)
+        except ProxyError as exc:
+            return exc.response(rid)
+        return StreamingResponse(iter_export(sink, format, filters), media_type=MEDIA_TYPES[format],
+                                 headers={REQUEST_ID_HEADER: rid, ACTION_HEADER: "allow",
+                                          "content-disposition": f'attachment; filename="audit.{format}"'})
+
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:
         return json_response({"status": "ok"})
