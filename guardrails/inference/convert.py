@@ -137,7 +137,10 @@ def export_transformer(model: Any, path: Path, with_token_types: bool, opset: in
         def forward(self, *args: Any) -> Any:
             return self.inner(**dict(zip(names, args))).logits
 
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python booleans in masking code: harmless here
         torch.onnx.export(Wrapped(model).eval(), ex, str(path), input_names=names, output_names=["logits"],
                           dynamic_axes=dyn, opset_version=opset, do_constant_folding=True, dynamo=False)
 
@@ -166,8 +169,16 @@ def quantize_int8(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a pre-processing hint on the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
 
 
 def compare_with_torch(model: Any, out: Path, texts: list[str] | None = None) -> tuple[float, float | None]:

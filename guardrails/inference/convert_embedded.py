@@ -3,7 +3,8 @@
 Rerun: `.venv/bin/pip install -e '.[convert]'` then
     pip download --no-deps toxic-comment-classifier==0.3.0 -d /tmp/tcc     # never needs TensorFlow
     .venv/bin/python -m guardrails.inference.convert_embedded --tcc-wheel /tmp/tcc/toxic_comment_classifier-0.3.0-py3-none-any.whl
-(or `trustwall models build-embedded ...`). Both outputs are deterministic functions of the packages.
+(or `trustwall models build-embedded ...`). The BiLSTM export is byte-identical between runs; the skl2onnx
+graph may differ in internal names between runs, never in scores (the tests compare with scikit-learn).
 
 1. `alt-profanity-check` 1.9.1 (TF-IDF + calibrated LinearSVC, MIT) -> `profanity-check/model.onnx`
    via skl2onnx, with two fixes so it runs like scikit-learn everywhere: the StringNormalizer node gets
@@ -243,7 +244,10 @@ def export_torch(module: Any, example: tuple[Any, ...], path: Path, input_names:
     """torch.onnx.export with the TorchScript exporter (deterministic, no dynamo)."""
     import torch
 
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy-exporter deprecation and LSTM batch-size notes (batching is tested)
         torch.onnx.export(module, example, str(path), input_names=input_names, output_names=output_names,
                           dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
 

@@ -46,6 +46,13 @@ def test_embedded_scores_toxic_above_benign(scorer):
     assert all(0.0 <= v <= 1.0 for r in rows for v in r.values())
 
 
+def test_batch_size_does_not_change_scores(scorer):
+    texts = [f"text {i}: you are {'an idiot' if i % 3 == 0 else 'kind'} and the sky is blue" for i in range(37)]
+    together = scorer.bilstm.predict(texts)
+    alone = np.stack([scorer.bilstm.predict([t])[0] for t in texts])
+    assert np.abs(together - alone).max() < 1e-5
+
+
 def test_scorer_is_shared_per_resources(resources, scorer):
     assert load_embedded(resources) is scorer
     assert load_scorer(resources, "embedded") is scorer
