@@ -236,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval data not found at {eval_dir()} (set TRUSTWALL_EVAL_DATA)", file=sys.stderr)
         return 2
 
+    import logging
+
+    # Plain Presidio's email recogniser makes tldextract fetch the public suffix list on first use; with
+    # no network it logs a traceback and falls back to its snapshot. Keep the table readable.
+    logging.getLogger("tldextract").setLevel(logging.CRITICAL)
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     print("loading trustwall pii detector and plain Presidio (same spaCy model) ...", flush=True)
     t0 = time.perf_counter()
     det, ours = make_trustwall()
