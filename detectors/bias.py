@@ -564,7 +564,7 @@ def load_scorer(options: BiasOptions | None = None, build: BuildContext | None =
 def _build(spec: Any, options: BiasOptions, build: BuildContext) -> BiasDetector:
     from detectors.nlp import get_nlp
 
-    nlp = get_nlp(build.resources, options.model, components=("tagger", "parser", "lemmatizer"))
+    nlp = get_nlp(build.resources, options.model, components=("tagger", "parser", "lemmatizer"), stages=spec.stages)
     late = build if options.toxicity == "auto" else None
     return BiasDetector(spec.name, load_scorer(options, build), nlp, options.attributes, late)
 

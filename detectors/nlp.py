@@ -15,14 +15,15 @@ Contract for detectors that need spaCy (PII, bias, ...):
   runs the *union* of what all detectors declared (plus what those components depend on, e.g. a
   shared tok2vec listener or the tagger a rule lemmatizer reads), and nothing else. The PII detector
   declares only ``ner``. Declare everything in the factory: requirements added after the first parse
-  apply to later parses only.
+  apply to later parses only. Pass ``stages=spec.stages`` so each stage runs only what its own
+  detectors need (the pipeline sets ``ctx.stage`` before it runs a stage's detectors).
 
 * At request time::
 
       docs = await parse(ctx, shared, texts)   # list[spacy.tokens.Doc], one per text, in order
 
   ``parse`` is memoised per call with ``guardrails.detector.memo`` under the key
-  ``("spacy", model_name, tuple(texts))``: two detectors of one call that parse the same texts
+  ``("spacy", model_name, ctx.stage, tuple(texts))``: two detectors of one call that parse the same texts
   (e.g. PII and bias on the output stage) share one ``nlp.pipe`` pass and the same Doc objects.
   The pass runs off the event loop, over all texts in one ``nlp.pipe`` batch, on the pipeline's one
   worker thread, where concurrent calls coalesce into shared batches (MicroBatcher, no added wait for
@@ -84,6 +85,7 @@ class SharedNLP:
         self.model_name = model_name
         self.nlp = nlp
         self._required: set[str] = set()
+        self._by_stage: dict[str, set[str]] = {}  # stage -> components the detectors of that stage need
         self._lock = threading.Lock()
         self._batcher: Any = None
 
@@ -91,7 +93,23 @@ class SharedNLP:
     def lang(self) -> str:
         return str(self.nlp.lang)
 
-    def require(self, components: Iterable[str]) -> None:
+    def require(self, components: Iterable[str], stages: Iterable[str] | None = None) -> None:
+        """Add components to what the pipeline runs; with `stages`, only for parses of those stages
+        (so a PII-only input stage runs just NER even when the output stage's bias check needs the parser)."""
+        components = list(components)
+        before = set(self._required)
+        self._require(components)
+        added = (self._required - before) | self._closure(components)
+        for stage in (stages if stages is not None else ("input", "output", None)):
+            self._by_stage.setdefault(stage, set()).update(added)
+
+    def _closure(self, components: Iterable[str]) -> set[str]:
+        probe = SharedNLP.__new__(SharedNLP)
+        probe.nlp, probe.model_name, probe._required = self.nlp, self.model_name, set()
+        probe._require(list(components))
+        return probe._required
+
+    def _require(self, components: Iterable[str]) -> None:
         names = set(self.nlp.component_names)
         todo = [c for c in components]
         unknown = [c for c in todo if c not in names]
@@ -114,13 +132,23 @@ class SharedNLP:
     def required(self) -> frozenset[str]:
         return frozenset(self._required)
 
-    def disabled(self) -> list[str]:
-        return [c for c in self.nlp.component_names if c not in self._required]
+    def disabled(self, stage: str | None = None) -> list[str]:
+        needed = self._by_stage.get(stage, self._required) if stage is not None else self._required
+        return [c for c in self.nlp.component_names if c not in needed]
 
-    def _pipe(self, texts: list[str]) -> list[Doc]:
-        return list(self.nlp.pipe(texts, disable=self.disabled(), batch_size=max(1, min(len(texts), 64))))
+    def _pipe(self, items: list[Any]) -> list[Doc]:
+        """Items are (stage, text) pairs (or plain texts); each stage's texts run with its components."""
+        pairs = [it if isinstance(it, tuple) else (None, it) for it in items]
+        out: list[Any] = [None] * len(pairs)
+        for stage in dict.fromkeys(st for st, _ in pairs):
+            idx = [i for i, (st, _) in enumerate(pairs) if st == stage]
+            texts = [pairs[i][1] for i in idx]
+            docs = self.nlp.pipe(texts, disable=self.disabled(stage), batch_size=max(1, min(len(texts), 64)))
+            for i, doc in zip(idx, docs):
+                out[i] = doc
+        return out
 
-    def submit(self, texts: Sequence[str]) -> Any:
+    def submit(self, texts: Sequence[str], stage: str | None = None) -> Any:
         """Queue texts for the pipeline's one worker thread; a concurrent.futures.Future of their Docs.
 
         Concurrent calls coalesce into one nlp.pipe batch (guardrails.inference.MicroBatcher, no added
@@ -132,7 +160,7 @@ class SharedNLP:
 
                 self._batcher = MicroBatcher(lambda batch: self._pipe(batch), max_batch=64, max_wait_ms=0.0,
                                              name=f"spacy-{self.model_name}")
-            return self._batcher.submit(list(texts))
+            return self._batcher.submit([(stage, t) for t in texts])
 
     def parse_sync(self, texts: Sequence[str]) -> list[Doc]:
         return list(self.submit(texts).result())
@@ -159,15 +187,18 @@ def load_pipeline(model_name: str) -> SharedNLP:
     return SharedNLP(model_name, nlp)
 
 
-def get_nlp(resources: Resources, model_name: str = DEFAULT_MODEL, components: Iterable[str] = ("ner",)) -> SharedNLP:
-    """The runtime's shared pipeline for `model_name`, with `components` added to what it runs."""
+def get_nlp(resources: Resources, model_name: str = DEFAULT_MODEL, components: Iterable[str] = ("ner",),
+            stages: Iterable[str] | None = None) -> SharedNLP:
+    """The runtime's shared pipeline for `model_name`, with `components` added to what it runs (at the
+    given stages only, when `stages` is given)."""
     shared: SharedNLP = resources.get_or_create(f"spacy:{model_name}", lambda: load_pipeline(model_name))
-    shared.require(components)
+    shared.require(components, stages)
     return shared
 
 
 async def parse(ctx: CallContext, shared: SharedNLP, texts: Sequence[str]) -> list[Doc]:
     """Docs for `texts`, parsed once per call (memoised in ctx.cache), off the event loop."""
-    key: Any = ("spacy", shared.model_name, tuple(texts))
+    stage = ctx.stage
+    key: Any = ("spacy", shared.model_name, stage, tuple(texts))
     batch = list(texts)
-    return await memo(ctx, key, lambda: asyncio.wrap_future(shared.submit(batch)))
+    return await memo(ctx, key, lambda: asyncio.wrap_future(shared.submit(batch, stage)))

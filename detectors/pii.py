@@ -767,7 +767,7 @@ def _norm(value: str) -> str:
 
 
 def _build(spec: Any, options: PiiOptions, build: BuildContext) -> PiiDetector:
-    shared = get_nlp(build.resources, options.model, components=("ner",))
+    shared = get_nlp(build.resources, options.model, components=("ner",), stages=spec.stages)
     return PiiDetector(spec.name, options, shared)
 
 

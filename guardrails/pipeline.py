@@ -184,6 +184,7 @@ class Pipeline:
     async def check(self, stage: Stage, texts: Sequence[str], ctx: CallContext) -> Decision:
         """Run every detector of `stage` concurrently over all texts and decide."""
         specs = self.policy.detectors_for(stage)
+        ctx.stage = stage
         checked = await asyncio.gather(*(self._run_one(s, stage, texts, ctx) for s in specs)) if texts else []
         judgements: list[Judgement] = []
         errors: list[str] = []

@@ -137,6 +137,7 @@ class CallContext:
     upstream: str | None = None
     route: str | None = None  # "proxy", "decorator", "cli"
     vault: Vault | None = None
+    stage: Stage | None = None  # the stage being checked; set by Pipeline.check
     metadata: dict[str, Any] = field(default_factory=dict)  # caller-supplied, safe to audit
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # per-call memo (parses), never audited
 

@@ -405,9 +405,9 @@ def test_shared_pipeline_and_one_parse_per_call(loaded):
     calls = []
     orig = shared._pipe
 
-    def counting(texts):
-        calls.append(list(texts))
-        return orig(texts)
+    def counting(items):
+        calls.append([t for _stage, t in items])  # items are (stage, text) pairs
+        return orig(items)
 
     shared._pipe = counting  # type: ignore[method-assign]
     try:
@@ -467,3 +467,22 @@ def test_blocked_error_carries_categories(loaded):
     with pytest.raises(Blocked) as err:
         asyncio.run(loaded["pipeline"].run(["SSN 536-22-1234"], model, CallContext()))
     assert "US_SSN" in err.value.categories
+
+
+def test_each_stage_runs_only_the_components_its_detectors_need():
+    resources = Resources()
+    shared = get_nlp(resources, DEFAULT_MODEL, components=("ner",), stages=("input", "output"))
+    get_nlp(resources, DEFAULT_MODEL, components=("parser",), stages=("output",))
+    assert "parser" in shared.disabled("input") and "tagger" in shared.disabled("input")
+    assert "parser" not in shared.disabled("output") and "ner" not in shared.disabled("output")
+    assert "ner" not in shared.disabled("input")
+
+    async def go():
+        ctx_in, ctx_out = CallContext(stage="input"), CallContext(stage="output")
+        (d_in,) = await parse(ctx_in, shared, ["Sarah Connor lives in Paris."])
+        (d_out,) = await parse(ctx_out, shared, ["Sarah Connor lives in Paris."])
+        return d_in, d_out
+
+    d_in, d_out = asyncio.run(go())
+    assert d_in.ents and d_out.ents
+    assert not d_in.has_annotation("DEP") and d_out.has_annotation("DEP")
