@@ -294,8 +294,11 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
         if st is None:
             return ProxyError(503, "The proxy is still starting.", "not_ready").response(request_id(request))
         policy = st.policy
+        info = st.runtime.info()["detectors"]  # what each detector loaded, and on which device (read back)
         return json_response({"status": "ready", "policy": policy.id, "policy_version": policy.digest,
                               "detectors": sorted(st.runtime.detectors),
+                              "devices": {n: d.get("device", "cpu") for n, d in info.items()},
+                              "detector_info": info,
                               "upstreams": {n: c.spec.kind for n, c in st.upstreams.clients.items()}})
 
     @app.get("/metrics", summary="Prometheus metrics")

@@ -268,6 +268,7 @@ def test_readyz_and_models(proxy, client):
     with httpx.Client(base_url=proxy.url) as h:
         ready = h.get("/readyz").json()
     assert ready["status"] == "ready" and ready["detectors"] == ["kw"]
+    assert ready["devices"] == {"kw": "cpu"}  # the device each detector runs on, read back from it
     ids = {m.id for m in client.models.list()}
     # names the cloud upstream reports (its patterns are '*') plus the echo upstream's model
     assert {"gpt-test", "gpt-other", "local-llm", "echo"} <= ids
