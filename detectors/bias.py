@@ -653,7 +653,7 @@ async def counterfactual_report(runtime: Any, text: str, *, all_groups: bool = F
 
     Uses the runtime's bias detector (or builds a scorer with the embedded defaults) and, when the policy
     has a toxicity detector, its highest score per variant. The result is JSON-serialisable."""
-    from detectors.nlp import get_nlp, parse
+    from detectors.nlp import get_nlp
 
     bias_det = next((d for d in runtime.detectors.values() if isinstance(d, BiasDetector)), None)
     tox_det = None

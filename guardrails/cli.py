@@ -14,7 +14,6 @@ from typing import Optional
 import typer
 
 from guardrails.errors import TrustwallError
-from guardrails.settings import Settings
 from guardrails.types import Action, CallContext, Principal
 
 app = typer.Typer(
@@ -27,18 +26,10 @@ app = typer.Typer(
 policy_app = typer.Typer(help="Validate and inspect policy files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
-EXIT_BLOCK = 3
-EXIT_USAGE = 2
+from guardrails.cli_common import EXIT_BLOCK, EXIT_USAGE, settings_from  # noqa: E402
+from guardrails.cli_common import fail as _fail  # noqa: E402
 
 
-def settings_from(ctx: typer.Context | None = None, **overrides: object) -> Settings:
-    """Settings from the environment, with the global options and per-command overrides applied."""
-    base: dict[str, object] = {}
-    root = ctx.find_root() if ctx is not None else None
-    if root is not None and isinstance(root.obj, dict):
-        base.update({k: v for k, v in root.obj.items() if v is not None})
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**base)  # type: ignore[arg-type]
 
 
 @app.callback()
@@ -50,9 +41,6 @@ def _root(
     ctx.obj = {"data_dir": data_dir}
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    typer.echo(f"trustwall: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @app.command()

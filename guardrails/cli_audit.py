@@ -19,15 +19,8 @@ EXIT_USAGE = 2
 _URL_HELP = "Audit store URL (default: TRUSTWALL_AUDIT_URL, else SQLite in the data dir)."
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    typer.echo(f"trustwall: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings(ctx: typer.Context) -> Any:
-    from guardrails.cli import settings_from
-
-    return settings_from(ctx)
+from guardrails.cli_common import fail as _fail  # noqa: E402
+from guardrails.cli_common import settings_from as _settings  # noqa: E402
 
 
 def _open(ctx: typer.Context, url: str | None) -> tuple[Any, Any]:

@@ -27,13 +27,12 @@ def _group() -> None:
     """Bias audits: counterfactual probes over identity-group terms."""
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"trustwall: {message}", err=True)
-    raise typer.Exit(code)
+from guardrails.cli_common import fail as _fail  # noqa: E402
 
 
 @app.command("probe")
 def probe_cmd(
+    ctx: typer.Context,
     text: Optional[str] = typer.Argument(None, help="Text to probe (default: read stdin)."),
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy YAML (default: embedded)."),
     all_groups: bool = typer.Option(False, "--all-groups", help="Swap to every other group of the attribute."),
@@ -49,9 +48,9 @@ def probe_cmd(
     try:
         from detectors.bias import counterfactual_report
         from guardrails.runtime import build_runtime
-        from guardrails.settings import Settings
+        from guardrails.cli_common import settings_from
 
-        settings = Settings(policy=policy) if policy is not None else Settings()
+        settings = settings_from(ctx, policy=policy)
         runtime = build_runtime(settings, audit=False)
     except TrustwallError as exc:
         _fail(str(exc))

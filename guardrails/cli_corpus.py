@@ -19,12 +19,10 @@ import typer
 app = typer.Typer(help="Manage the protected corpus of the copyright check.", no_args_is_help=True)
 
 _CORPUS_OPT = typer.Option(None, "--corpus", help="Index file (default: <data dir>/copyright/index.npz).")
-EXIT_USAGE = 2
+from guardrails.cli_common import EXIT_USAGE  # noqa: E402,F401
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"trustwall: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+from guardrails.cli_common import fail as _fail  # noqa: E402
 
 
 def _index_path(ctx: typer.Context, corpus: Optional[Path]) -> Path:
@@ -32,15 +30,9 @@ def _index_path(ctx: typer.Context, corpus: Optional[Path]) -> Path:
 
     if corpus is not None:
         return corpus / INDEX_FILE if corpus.is_dir() else corpus
-    data_dir = None
-    root = ctx.find_root()
-    if isinstance(root.obj, dict):
-        data_dir = root.obj.get("data_dir")
-    if data_dir is None:
-        from guardrails.settings import Settings
+    from guardrails.cli_common import settings_from
 
-        data_dir = Settings().data_dir
-    return default_index_path(data_dir)
+    return default_index_path(settings_from(ctx).data_dir)
 
 
 @contextlib.contextmanager

@@ -25,20 +25,15 @@ EXIT_USAGE = 2
 EXIT_VERIFY = 1
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    typer.echo(f"trustwall: {message}", err=True)
-    raise typer.Exit(code)
+from guardrails.cli_common import fail as _fail  # noqa: E402
 
 
 def _models_dir(ctx: typer.Context, given: Optional[Path]) -> Optional[Path]:
     if given is not None:
         return given
-    root = ctx.find_root()
-    if isinstance(root.obj, dict) and root.obj.get("models_dir"):
-        return Path(root.obj["models_dir"])
-    from guardrails.settings import Settings
+    from guardrails.cli_common import settings_from
 
-    return Settings().models_dir
+    return settings_from(ctx).models_dir
 
 
 def _candidates(models_dir: Optional[Path]) -> list[tuple[str, Path]]:

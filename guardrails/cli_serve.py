@@ -12,7 +12,6 @@ from typing import Optional
 import typer
 
 from guardrails.errors import TrustwallError
-from guardrails.settings import Settings
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="Create, list and revoke the proxy's API keys.", no_args_is_help=True,
@@ -22,18 +21,10 @@ app.add_typer(keys_app, name="keys")
 EXIT_USAGE = 2
 
 
-def _settings(ctx: typer.Context, **overrides: object) -> Settings:
-    base: dict[str, object] = {}
-    root = ctx.find_root() if ctx is not None else None
-    if root is not None and isinstance(root.obj, dict):
-        base.update({k: v for k, v in root.obj.items() if v is not None})
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**base)  # type: ignore[arg-type]
+from guardrails.cli_common import settings_from as _settings  # noqa: E402
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"trustwall: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+from guardrails.cli_common import fail as _fail  # noqa: E402
 
 
 @app.command()

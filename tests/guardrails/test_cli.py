@@ -76,3 +76,13 @@ def test_policy_check_prints_what_it_enables(policy_file: Path, tmp_path: Path) 
     proc = run(["policy", "check", str(policy_file)], "", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "OK" in proc.stdout and "input: kw (keywords)" in proc.stdout and "PERSON>=0.5:pseudonymise" in proc.stdout
+
+
+def test_global_data_dir_option_is_honoured_by_subcommands(policy_file: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    proc = run(["--data-dir", str(elsewhere), "scan", "--policy", str(policy_file)], "Ada Lovelace", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (elsewhere / "hash.key").exists() and not (tmp_path / "data" / "hash.key").exists()
+    proc = run(["--data-dir", str(elsewhere), "corpus", "stats"], "", tmp_path)
+    assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr
+    assert str(tmp_path / "data") not in proc.stdout + proc.stderr
