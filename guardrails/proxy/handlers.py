@@ -130,8 +130,8 @@ class ArgRestorer:
 
     _HOLD = re.compile(r"<[^<>]{0,62}$")
 
-    def __init__(self, pipeline: Any, ctx: CallContext):
-        self._vault = ctx.vault
+    def __init__(self, pipeline: Any, ctx: CallContext, *, enabled: bool = True):
+        self._vault = ctx.vault if enabled else None
         self._allowed = pipeline.restore_allowed(ctx)
         self._pending: dict[Any, str] = {}
 
@@ -371,14 +371,16 @@ class GuardedCall:
                 c["finish_reason"] = "content_filter"
                 c["logprobs"] = None
         else:
+            # The echo upstream exists to show what the model receives: its answers keep the placeholders.
+            restore = client.spec.kind != "echo"
             for i, text in zip(where, dec.texts):
-                restored = pipeline.restore(text, ctx)
+                restored = pipeline.restore(text, ctx) if restore else text
                 c = choices[i]
                 if self.kind == "chat":
                     c["message"] = {**c["message"], "content": restored}
                 else:
                     c["text"] = restored
-            args = ArgRestorer(pipeline, ctx)
+            args = ArgRestorer(pipeline, ctx, enabled=restore)
             for c in choices:
                 if "logprobs" in c:
                     c["logprobs"] = None  # token-level text bypasses the output checks
@@ -399,7 +401,7 @@ class GuardedCall:
         events = await stack.enter_async_context(client.stream(self.endpoint, body))  # errors here: a status
         self.streaming = True
         assert self.dec_in is not None
-        return StreamingResponse(self._relay(st, events, stack, ctx, t), media_type="text/event-stream",
+        return StreamingResponse(self._relay(st, events, stack, ctx, t, restore=client.spec.kind != "echo"), media_type="text/event-stream",
                                  headers={**self._headers(self.dec_in.action.label), "cache-control": "no-cache"})
 
     def _chunk(self, meta: dict[str, Any], choices: list[dict[str, Any]]) -> bytes:
@@ -441,7 +443,7 @@ class GuardedCall:
                              kind="malformed")
 
     async def _relay(self, st: ProxyState, events: AsyncIterator[dict[str, Any]], stack: AsyncExitStack,
-                     ctx: CallContext, t_up: float) -> AsyncIterator[bytes]:
+                     ctx: CallContext, t_up: float, *, restore: bool = True) -> AsyncIterator[bytes]:
         pipeline = st.runtime.pipeline
         streams: dict[int, OutputStream] = {}
         finished: set[int] = set()
@@ -450,7 +452,7 @@ class GuardedCall:
         blocked: OutputStream | None = None
         q: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
         pump = asyncio.ensure_future(self._pump(events, q))
-        args = ArgRestorer(pipeline, ctx)
+        args = ArgRestorer(pipeline, ctx, enabled=restore)  # restore=False: echo shows what the model receives
 
         def block_chunks() -> list[bytes]:
             assert blocked is not None
@@ -462,7 +464,7 @@ class GuardedCall:
         def stream_for(idx: int) -> OutputStream:
             s = streams.get(idx)
             if s is None:
-                s = streams[idx] = OutputStream(pipeline, ctx)
+                s = streams[idx] = OutputStream(pipeline, ctx, restore=restore)
             return s
 
         try:

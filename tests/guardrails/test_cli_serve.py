@@ -92,7 +92,7 @@ def test_serve_end_to_end_with_echo_and_audit(tmp_path):
             time.sleep(0.2)
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="anything", max_retries=0)
         raw = c.chat.completions.with_raw_response.create(model="any", messages=[{"role": "user", "content": "I am Alice Smith"}])
-        assert raw.parse().choices[0].message.content == "I am Alice Smith"
+        assert raw.parse().choices[0].message.content == "I am <PERSON_1>"  # echo shows what a model receives
         assert raw.headers["x-trustwall-action"] == "redact"
     finally:
         proc.terminate()

@@ -50,7 +50,7 @@ def test_audit_export_admin_only_and_privacy_safe(tmp_path: Path) -> None:
         resp = client.chat.completions.with_raw_response.create(
             model="echo", messages=[{"role": "user", "content": "I am Grace Hopper"}])
         rid = resp.headers["x-trustwall-request-id"]
-        assert resp.parse().choices[0].message.content.endswith("I am Grace Hopper")  # restored for the caller
+        assert resp.parse().choices[0].message.content == "I am <PERSON_1>"  # echo: what the model receives
 
         denied = httpx.get(server.url + "/v1/audit/export", headers={"authorization": f"Bearer {user_key}"})
         assert denied.status_code == 403 and denied.json()["error"]["code"] == "admin_only"

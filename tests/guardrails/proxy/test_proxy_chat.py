@@ -141,21 +141,23 @@ def test_completions_route(client, logs):
 
 
 def test_echo_upstream_shows_what_the_model_receives(proxy):
+    # the built-in echo upstream answers with what the model would have received, placeholders and all
+    # (nothing is restored on its answers: it exists to show redaction at work without a model)
     c = openai.OpenAI(base_url=proxy.base_url, api_key="x", max_retries=0)
     resp = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "SSN-free, Bob Jones here"}])
-    assert resp.choices[0].message.content == "SSN-free, Bob Jones here"
+    assert resp.choices[0].message.content == "SSN-free, <PERSON_1> here"
     chunks = [ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "Bob Jones says hi to everyone here today."}], stream=True)
         if ch.choices]
-    assert "".join(chunks) == "Bob Jones says hi to everyone here today."
+    assert "".join(chunks) == "<PERSON_1> says hi to everyone here today."
     resp = c.completions.create(model="echo", prompt=["Bob Jones one", "two"])
-    assert [ch.text for ch in resp.choices] == ["Bob Jones one", "two"]
+    assert [ch.text for ch in resp.choices] == ["<PERSON_1> one", "two"]
     out: dict[int, str] = {}
     for ch in c.chat.completions.create(model="echo", n=2, stream=True,
                                         messages=[{"role": "user", "content": "Bob Jones, twice. Yes."}]):
         for cc in ch.choices:
             out[cc.index] = out.get(cc.index, "") + (cc.delta.content or "")
-    assert out == {0: "Bob Jones, twice. Yes.", 1: "Bob Jones, twice. Yes."}
+    assert out == {0: "<PERSON_1>, twice. Yes.", 1: "<PERSON_1>, twice. Yes."}
 
 
 async def test_async_client_non_stream(aclient, logs):
