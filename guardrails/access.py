@@ -141,7 +141,14 @@ def check_categories(role: Role, principal: Principal, upstream: str, categories
 
 
 def restore_allowed(role: Role, category: str) -> bool:
-    return glob_match(category, role.restore)
+    """Whether pseudonyms of `category` are restored for `role`. Both sides are compared in the vault's form
+    (upper case, '_' for other characters), so `restore: [email-address]` matches EMAIL_ADDRESS."""
+    import re
+
+    from guardrails.vault import placeholder_category
+
+    patterns = [re.sub(r"[^A-Za-z0-9*?]", "_", p.upper()) for p in role.restore]
+    return glob_match(placeholder_category(category), patterns)
 
 
 def visible_models(role: Role, candidates: Iterable[str]) -> list[str]:

@@ -7,6 +7,7 @@ timeouts and applies the policy.
 from __future__ import annotations
 
 import asyncio
+import logging
 import hashlib
 import hmac
 import time
@@ -32,6 +33,7 @@ from guardrails.types import (
 )
 from guardrails.vault import Vault
 
+log = logging.getLogger("trustwall.pipeline")
 _OPERATOR_RANK = {Operator.REDACT: 3, Operator.HASH: 2, Operator.MASK: 1, Operator.PSEUDONYMISE: 0, None: -1}
 
 
@@ -177,7 +179,10 @@ class Pipeline:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a crashed detector is a policy matter, not a 500
-            result, status, err = [[] for _ in texts], "error", f"{type(exc).__name__}: {exc}"
+            # Only the class goes into the decision (callers and audits see it); the message may quote input.
+            log.warning("detector %s failed: %s", spec.name, type(exc).__name__)
+            log.debug("detector %s failure detail", spec.name, exc_info=True)
+            result, status, err = [[] for _ in texts], "error", type(exc).__name__
         ms = (self._clock() - t0) * 1000
         return Checked(spec, [list(r) for r in result], CheckTiming(spec.name, stage, ms, status), err)  # type: ignore[arg-type]
 
@@ -263,9 +268,12 @@ class Pipeline:
         return await self.check("output", _texts(text), ctx)
 
     def restore_allowed(self, ctx: CallContext) -> Callable[[str], bool]:
+        from guardrails.access import restore_allowed
+
         role = self.policy.access.roles.get(ctx.principal.role)
-        allowed = set(role.restore) if role is not None else set()
-        return lambda cat: "*" in allowed or cat in allowed
+        if role is None:
+            return lambda cat: False
+        return lambda cat: restore_allowed(role, cat)
 
     def restore(self, text: str, ctx: CallContext) -> str:
         if ctx.vault is None or not len(ctx.vault):

@@ -128,6 +128,14 @@ class OutputStream:
             self._block = dec
             return ""
         end = cut if final else max(self._released, cut - self._hold)
+        if not final:
+            # A window forced mid-word ends inside a token that may go on (a long key, an address):
+            # never release any of that token before it has been seen whole.
+            k = cut
+            while k > self._released and not self._buf[k - 1].isspace():
+                k -= 1
+            if k < cut:
+                end = min(end, k)
         redactions = []
         for j in shifted:
             if j.action is not Action.REDACT:

@@ -19,6 +19,11 @@ PLACEHOLDER_RE = re.compile(r"<\s*([A-Za-z][A-Za-z0-9_]*?)\s*_\s*(\d+)\s*>")
 MAX_PLACEHOLDER_LEN = 64  # longest prefix we hold back while waiting for a placeholder to close
 
 
+def placeholder_category(category: str) -> str:
+    """The form a category takes inside placeholders (and in restore permissions): PERSON, CREDIT_CARD."""
+    return re.sub(r"[^A-Za-z0-9]", "_", category.upper()) or "ENTITY"
+
+
 def _norm(value: str) -> str:
     return _WS.sub(" ", value.strip()).casefold()
 
@@ -41,7 +46,7 @@ class Vault:
         return f"Vault({len(self)} entries)"
 
     def pseudonym(self, category: str, value: str) -> str:
-        cat = re.sub(r"[^A-Za-z0-9]", "_", category.upper()) or "ENTITY"
+        cat = placeholder_category(category)
         key = (cat, _norm(value))
         with self._lock:
             existing = self._by_value.get(key)

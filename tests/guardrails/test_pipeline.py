@@ -213,7 +213,7 @@ async def test_crash_applies_on_error(on_error) -> None:
     d = await p.check_input(["hello"], CallContext())
     assert d.action is Action.parse(on_error)
     (j,) = [j for j in d.judgements if j.finding.category == "detector_error"]
-    assert "model exploded" in j.finding.evidence["error"]
+    assert j.finding.evidence["error"] == "RuntimeError"  # the class only: a message may quote the input
 
 
 async def test_wrong_result_shape_is_an_error() -> None:
@@ -270,6 +270,16 @@ async def test_restore_respects_role() -> None:
     ctx = CallContext(principal=Principal("u", "local"))
     await p.check_input(["Alice"], ctx)
     assert p.restore("hi <PERSON_1>", ctx) == "hi <PERSON_1>"
+
+
+async def test_restore_permissions_are_compared_in_placeholder_form() -> None:
+    policy = parse_policy(POLICY.replace("{on_error}", "block") + "access:\n  roles:\n    local: {restore: [email, 'pers*']}\n")
+    p = Pipeline(policy, {"a": FakeDetector("a", lambda t: find_word("a", "Alice", "PERSON")(t) + find_word("a", "a@x.io", "EMAIL")(t)),
+                          "b": FakeDetector("b")})
+    ctx = CallContext(principal=Principal("u", "local"))
+    d = await p.check_input(["Alice a@x.io"], ctx)
+    assert d.texts == ("<PERSON_1> <EMAIL>",)  # EMAIL is redacted by its rule; PERSON pseudonymised
+    assert p.restore("hi <PERSON_1>", ctx) == "hi Alice"
 
 
 async def test_run_calls_model_with_redacted_text_and_restores() -> None:

@@ -126,3 +126,22 @@ async def test_citations_are_appended_plain_and_streamed() -> None:
     out, s, _ = await run_stream(p, CallContext(), text, [7])
     assert out == text + "\n\nSources: Book (b1)"
     assert (await p.check_output("nothing here", CallContext())).text == "nothing here"
+
+
+LONG_TOKEN = "github_pat_" + "A1b2C3d4E5" * 8 + "zz"  # 93 characters: longer than hold_chars
+
+
+@pytest.mark.parametrize("action", ["redact", "block"])
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=6), prefix=st.integers(0, 300))
+async def test_span_longer_than_the_held_tail_is_never_released_in_part(action, sizes, prefix) -> None:
+    policy = parse_policy(POLICY.replace("email: {action: redact}", f"email: {{action: {action}}}"))
+    det = KeywordDetector("kw", KeywordOptions(patterns={"email": [r"github_pat_\w{82}"]}))
+    p = Pipeline(policy, {"kw": det}, hash_key=b"k")
+    text = ("word " * 80)[:prefix] + "token " + LONG_TOKEN + " and then more words. " + SAFE
+    out, s, _ = await run_stream(p, CallContext(), text, sizes)
+    assert "github_pat" not in out and "A1b2C3d4E5" not in out
+    if action == "redact":
+        assert "<email>" in out and not s.blocked
+    else:
+        assert s.blocked
