@@ -139,6 +139,7 @@ class AuditPolicy(_Model):
     text: Literal["none", "redacted", "hash"] = "redacted"
     queue_size: int = Field(10_000, ge=1)
     on_full: Literal["wait", "refuse"] = "wait"
+    wait_timeout_s: float = Field(30.0, gt=0, description="on_full: wait gives up after this long (503), never hangs")
     checkpoint_every: int = Field(1000, ge=1)
 
 

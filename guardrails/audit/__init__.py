@@ -77,7 +77,8 @@ def open_sink(settings: Settings, policy: Policy) -> AuditLog:
     store = open_store(settings, checkpoint_every=cfg.checkpoint_every)
     return AuditLog(store, policy_id=policy.id, policy_version=policy.digest, text_mode=cfg.text,
                     hash_key=settings.hash_key_bytes() if cfg.text == "hash" else b"",
-                    queue_size=cfg.queue_size, on_full=cfg.on_full)
+                    queue_size=cfg.queue_size, on_full=cfg.on_full,
+                    wait_timeout_s=cfg.wait_timeout_s)
 
 
 def verify(store: AuditSink, settings: Settings, *, public_key: Path | None = None,

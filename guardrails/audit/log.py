@@ -44,7 +44,7 @@ class AuditUnavailable(TrustwallError):
 class AuditLog:
     def __init__(self, sink: AuditSink, *, policy_id: str = "", policy_version: str = "", text_mode: TextMode = "redacted",
                  hash_key: bytes = b"", queue_size: int = 10_000, on_full: str = "wait", batch: int = 512,
-                 flush_timeout_s: float = 60.0, idle_checkpoint_s: float | None = 60.0):
+                 flush_timeout_s: float = 60.0, idle_checkpoint_s: float | None = 60.0, wait_timeout_s: float = 30.0):
         if text_mode == "hash" and not hash_key:
             raise ValueError("text_mode 'hash' needs a hash key")
         self.sink = sink
@@ -52,6 +52,7 @@ class AuditLog:
         self.text_mode: TextMode = text_mode
         self._hash_key = hash_key
         self.on_full = on_full
+        self.wait_timeout_s = wait_timeout_s
         self.batch = max(1, batch)
         self.flush_timeout_s = flush_timeout_s
         self.idle_checkpoint_s = idle_checkpoint_s
@@ -78,14 +79,20 @@ class AuditLog:
         except queue.Full:
             if self.on_full == "refuse":
                 raise AuditUnavailable(f"audit queue full ({self._q.maxsize} records waiting); call refused") from None
-        while True:  # wait for room without blocking the event loop
+        deadline = time.monotonic() + self.wait_timeout_s
+        pause = 0.002
+        while True:  # wait for room without blocking the event loop, but never forever
             try:
                 self._q.put_nowait(body)
                 return
             except queue.Full:
                 if self._closed:
                     raise AuditUnavailable("audit log closed while the call waited for room") from None
-                await asyncio.sleep(0.002)
+                if time.monotonic() >= deadline:
+                    raise AuditUnavailable(f"audit queue still full after {self.wait_timeout_s:g} s (is the audit "
+                                           "store down?); call refused") from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     def record_sync(self, record: CallRecord) -> None:
         """For plain threads: same contract, blocking wait."""
@@ -97,7 +104,11 @@ class AuditLog:
             except queue.Full:
                 raise AuditUnavailable(f"audit queue full ({self._q.maxsize} records waiting); call refused") from None
         else:
-            self._q.put(body)
+            try:
+                self._q.put(body, timeout=self.wait_timeout_s)
+            except queue.Full:
+                raise AuditUnavailable(f"audit queue still full after {self.wait_timeout_s:g} s (is the audit "
+                                       "store down?); call refused") from None
 
     def _admit(self) -> None:
         if self._closed:

@@ -83,6 +83,21 @@ async def test_wait_when_full_waits_without_blocking_the_loop() -> None:
     assert len(sink.rows) == 5
 
 
+async def test_wait_when_full_gives_up_after_its_timeout_instead_of_hanging() -> None:
+    sink = GateSink()  # the store never takes anything: the queue stays full
+    log = AuditLog(sink, queue_size=1, on_full="wait", batch=1, wait_timeout_s=0.3)  # type: ignore[arg-type]
+    recs = await records(4)
+    accepted = 0
+    with pytest.raises(AuditUnavailable, match="still full") as err:
+        for r in recs:
+            await asyncio.wait_for(log.record(r), 5)
+            accepted += 1
+    assert err.value.status == 503 and accepted == 2  # one in the writer's hands, one queued
+    sink.gate.set()
+    await log.aclose()
+    assert len(sink.rows) == accepted
+
+
 async def test_a_failing_store_is_retried_until_it_recovers() -> None:
     sink = GateSink(fail_first=3)
     sink.gate.set()
