@@ -38,15 +38,17 @@ Kind = Literal["chat", "completions"]
 _END = object()  # end of the upstream stream, in the relay's queue
 UNAUTHENTICATED = Principal(id="unauthenticated", role="none")  # who a call is before its key is checked
 _DRAIN_LIMIT = 64 * 1024 * 1024
-Where = tuple[int, int | None]  # (message or choice index, content part index)
+Where = tuple[int, Any]  # (message index or -1, None | part index | ('args', k) | 'fcall' | 'suffix' | 'prediction')
 
 
 # ------------------------------------------------------------------------------- request/response text
 
 
 def input_texts(body: dict[str, Any], kind: Kind) -> tuple[list[str], list[Where]]:
-    """The texts detectors see, and where each came from. Tools and function definitions, tool-call
-    arguments and non-text parts are not checked and pass through untouched."""
+    """The texts detectors see, and where each came from: message contents and text parts, the
+    arguments of earlier tool calls in the conversation (`("args", k)`), a legacy `function_call`'s
+    arguments (`"fcall"`), a completion `suffix` and a predicted output (`prediction`). Tool and function
+    definitions (written by the developer, not the user) and non-text parts pass through untouched."""
     texts: list[str] = []
     where: list[Where] = []
     if kind == "completions":
@@ -54,6 +56,9 @@ def input_texts(body: dict[str, Any], kind: Kind) -> tuple[list[str], list[Where
         for i, p in enumerate([prompt] if isinstance(prompt, str) else prompt):
             texts.append(p)
             where.append((i, None))
+        if isinstance(body.get("suffix"), str):
+            texts.append(body["suffix"])
+            where.append((-1, "suffix"))
         return texts, where
     for i, m in enumerate(body["messages"]):
         c = m.get("content")
@@ -65,6 +70,21 @@ def input_texts(body: dict[str, Any], kind: Kind) -> tuple[list[str], list[Where
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     texts.append(part["text"])
                     where.append((i, j))
+        calls = m.get("tool_calls")
+        if isinstance(calls, list):
+            for k, call in enumerate(calls):
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                    texts.append(fn["arguments"])
+                    where.append((i, ("args", k)))
+        fc = m.get("function_call")
+        if isinstance(fc, dict) and isinstance(fc.get("arguments"), str):
+            texts.append(fc["arguments"])
+            where.append((i, "fcall"))
+    pred = body.get("prediction")
+    if isinstance(pred, dict) and isinstance(pred.get("content"), str):
+        texts.append(pred["content"])
+        where.append((-1, "prediction"))
     return texts, where
 
 
@@ -72,15 +92,31 @@ def with_input_texts(body: dict[str, Any], kind: Kind, where: list[Where], texts
     """A copy of `body` with the guarded texts put back (only the changed paths are copied)."""
     out = dict(body)
     if kind == "completions":
-        prompt = body["prompt"]
-        out["prompt"] = texts[0] if isinstance(prompt, str) else list(texts)
+        prompts = [t for (i, j), t in zip(where, texts) if j is None]
+        out["prompt"] = prompts[0] if isinstance(body["prompt"], str) else prompts
+        for (i, j), t in zip(where, texts):
+            if j == "suffix":
+                out["suffix"] = t
         return out
     msgs = list(body["messages"])
     for (i, j), text in zip(where, texts):
+        if i == -1:
+            if j == "prediction" and body["prediction"].get("content") != text:
+                out["prediction"] = {**body["prediction"], "content": text}
+            continue
         m = msgs[i]
         if j is None:
             if m.get("content") != text:
                 msgs[i] = {**m, "content": text}
+        elif j == "fcall":
+            if m["function_call"].get("arguments") != text:
+                msgs[i] = {**m, "function_call": {**m["function_call"], "arguments": text}}
+        elif isinstance(j, tuple):
+            call = m["tool_calls"][j[1]]
+            if call["function"].get("arguments") != text:
+                calls = list(m["tool_calls"])
+                calls[j[1]] = {**call, "function": {**call["function"], "arguments": text}}
+                msgs[i] = {**m, "tool_calls": calls}
         else:
             part = m["content"][j]
             if part.get("text") != text:
@@ -91,20 +127,39 @@ def with_input_texts(body: dict[str, Any], kind: Kind, where: list[Where], texts
     return out
 
 
-def output_texts(resp: dict[str, Any], kind: Kind) -> tuple[list[str], list[int]]:
+def output_texts(resp: dict[str, Any], kind: Kind) -> tuple[list[str], list[Where]]:
+    """The answer texts output detectors see: each choice's content (None), its tool calls' arguments
+    (('args', k)), a legacy function_call's arguments ('fcall') and a refusal ('refusal')."""
     texts: list[str] = []
-    where: list[int] = []
+    where: list[Where] = []
     for i, ch in enumerate(resp["choices"]):
         if not isinstance(ch, dict):
             raise UpstreamError(502, "Upstream answered with a malformed choice.", "upstream_bad_response", kind="malformed")
         if kind == "completions":
-            t = ch.get("text")
-        else:
-            msg = ch.get("message")
-            t = msg.get("content") if isinstance(msg, dict) else None
-        if isinstance(t, str):
-            texts.append(t)
-            where.append(i)
+            if isinstance(ch.get("text"), str):
+                texts.append(ch["text"])
+                where.append((i, None))
+            continue
+        msg = ch.get("message")
+        if not isinstance(msg, dict):
+            continue
+        if isinstance(msg.get("content"), str):
+            texts.append(msg["content"])
+            where.append((i, None))
+        calls = msg.get("tool_calls")
+        if isinstance(calls, list):
+            for k, call in enumerate(calls):
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                    texts.append(fn["arguments"])
+                    where.append((i, ("args", k)))
+        fc = msg.get("function_call")
+        if isinstance(fc, dict) and isinstance(fc.get("arguments"), str):
+            texts.append(fc["arguments"])
+            where.append((i, "fcall"))
+        if isinstance(msg.get("refusal"), str):
+            texts.append(msg["refusal"])
+            where.append((i, "refusal"))
     return texts, where
 
 
@@ -373,20 +428,30 @@ class GuardedCall:
         else:
             # The echo upstream exists to show what the model receives: its answers keep the placeholders.
             restore = client.spec.kind != "echo"
-            for i, text in zip(where, dec.texts):
-                restored = pipeline.restore(text, ctx) if restore else text
-                c = choices[i]
-                if self.kind == "chat":
-                    c["message"] = {**c["message"], "content": restored}
-                else:
-                    c["text"] = restored
             args = ArgRestorer(pipeline, ctx, enabled=restore)
+            for (i, field), text in zip(where, dec.texts):
+                c = choices[i]
+                if field is None:
+                    restored = pipeline.restore(text, ctx) if restore else text
+                    if self.kind == "chat":
+                        c["message"] = {**c["message"], "content": restored}
+                    else:
+                        c["text"] = restored
+                    continue
+                msg = dict(c["message"])
+                if field == "refusal":
+                    msg["refusal"] = pipeline.restore(text, ctx) if restore else text
+                elif field == "fcall":
+                    msg["function_call"] = {**msg["function_call"], "arguments": args.restore(text)}
+                else:  # ('args', k): checked (and redacted) tool-call arguments, pseudonyms JSON-escaped back
+                    calls = list(msg["tool_calls"])
+                    call = calls[field[1]]
+                    calls[field[1]] = {**call, "function": {**call["function"], "arguments": args.restore(text)}}
+                    msg["tool_calls"] = calls
+                c["message"] = msg
             for c in choices:
                 if "logprobs" in c:
                     c["logprobs"] = None  # token-level text bypasses the output checks
-                msg = c.get("message")
-                if args.active and isinstance(msg, dict) and msg.get("tool_calls"):
-                    c["message"] = {**msg, "tool_calls": args.restore_calls(msg["tool_calls"])}
         out = {**resp, "choices": choices}
         headers = self._headers(_final(self.dec_in, dec).label)
         headers["server-timing"] = (f"input;dur={self.input_ms:.2f}, upstream;dur={self.upstream_ms:.2f}, "

@@ -126,6 +126,31 @@ def test_pseudonyms_in_tool_call_arguments_are_restored(client, logs):
     assert json.loads(streamed) == {"to": "Alice Smith", "n": 1}
 
 
+def test_tool_call_arguments_in_answers_are_checked(client, logs):
+    msgs = [{"role": "user", "content": "look it up"}]
+    resp = client.chat.completions.create(model="gpt-test", messages=msgs, extra_body={
+        "test_mode": "tools", "test_args": '{"ssn": "078-05-1120"}'})
+    assert json.loads(resp.choices[0].message.tool_calls[0].function.arguments) == {"ssn": "<US_SSN>"}
+    resp = client.chat.completions.create(model="gpt-test", messages=msgs, extra_body={
+        "test_mode": "tools", "test_args": '{"q": "project bluebird budget"}'})
+    assert resp.choices[0].finish_reason == "content_filter" and not resp.choices[0].message.tool_calls
+    assert "bluebird" not in resp.model_dump_json()
+
+
+def test_tool_history_suffix_and_prediction_are_checked_on_input(client, logs):
+    msgs = [{"role": "user", "content": "mail my boss"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "mail", "arguments": '{"to": "Alice Smith"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sent"}]
+    client.chat.completions.create(model="gpt-test", messages=msgs,
+                                   extra_body={"prediction": {"type": "content", "content": "Dear Bob Jones"}})
+    sent = logs[0].requests[-1]
+    assert json.loads(sent["messages"][1]["tool_calls"][0]["function"]["arguments"]) == {"to": "<PERSON_1>"}
+    assert sent["prediction"]["content"] == "Dear <PERSON_2>"
+    client.completions.create(model="gpt-test", prompt="Hello", suffix=" regards, Bob Jones")
+    assert logs[0].requests[-1]["suffix"] == " regards, <PERSON_1>"
+
+
 def test_content_parts_are_checked(client, logs):
     client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": [
         {"type": "text", "text": "I am Bob Jones"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}])
