@@ -518,6 +518,44 @@ class GuardedCall:
         q: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
         pump = asyncio.ensure_future(self._pump(events, q))
         args = ArgRestorer(pipeline, ctx, enabled=restore)  # restore=False: echo shows what the model receives
+        # Tool-call arguments are output-checked like text: one OutputStream per (choice, call index), never
+        # restored by it (the ArgRestorer restores JSON-escaped after the check).
+        tool_streams: dict[tuple[int, int], OutputStream] = {}
+
+        async def check_calls(idx: int, calls: Any) -> Any:
+            nonlocal blocked
+            if not isinstance(calls, list):
+                return calls
+            out = []
+            for call in calls:
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                    key = (idx, call.get("index", 0) if isinstance(call.get("index", 0), int) else 0)
+                    ts = tool_streams.get(key)
+                    if ts is None:
+                        ts = tool_streams[key] = OutputStream(pipeline, ctx, restore=False)
+                    released = await ts.feed(fn["arguments"])
+                    if ts.blocked:
+                        blocked = ts
+                        return None
+                    call = {**call, "function": {**fn, "arguments": args.feed(key, released)}}
+                out.append(call)
+            return out
+
+        async def finish_calls(idx: int) -> list[dict[str, Any]] | None:
+            """Check and release the rest of each tool call of choice `idx`; None when one blocks."""
+            nonlocal blocked
+            held = []
+            for key in [k for k in tool_streams if k[0] == idx]:
+                ts = tool_streams[key]
+                tail = await ts.finish()
+                if ts.blocked:
+                    blocked = ts
+                    return None
+                rest = args.feed(key, tail) + args.flush(key)
+                if rest:
+                    held.append({"index": key[1], "function": {"arguments": rest}})
+            return held
 
         def block_chunks() -> list[bytes]:
             assert blocked is not None
@@ -567,6 +605,8 @@ class GuardedCall:
                                 late.append(b"data: " + dumps(ev) + b"\n\n")  # the usage chunk (stream_options)
                             continue
                         for ch in choices:
+                            if blocked is not None:
+                                break
                             if not isinstance(ch, dict):
                                 raise self._malformed()
                             idx = ch.get("index", 0)
@@ -577,8 +617,10 @@ class GuardedCall:
                                 text = delta.get("content")
                                 rest = {k: v for k, v in delta.items() if k != "content"}
                                 if "tool_calls" in rest:
-                                    rest["tool_calls"] = args.feed_calls(idx, rest["tool_calls"])
-                                if rest:  # role, tool_calls, function_call, refusal: passed through
+                                    rest["tool_calls"] = await check_calls(idx, rest["tool_calls"])
+                                    if blocked is not None:
+                                        break
+                                if rest:  # role, checked tool_calls, function_call, refusal
                                     yield self._chunk(meta, [{"index": idx, "delta": rest, "finish_reason": None}])
                             else:
                                 text = ch.get("text")
@@ -587,6 +629,8 @@ class GuardedCall:
                             reason = ch.get("finish_reason")
                             if reason and idx not in finished:
                                 reasons[idx] = str(reason)
+                    if blocked is not None:
+                        break
                     for idx, parts in texts.items():
                         stream = streams[idx]
                         released = await stream.feed("".join(parts))
@@ -598,7 +642,9 @@ class GuardedCall:
                     if blocked is not None:
                         break
                     for idx, reason in reasons.items():
-                        held = [{"index": k[1], "function": {"arguments": args.flush(k)}} for k in args.pending_keys(idx)]
+                        held = await finish_calls(idx)
+                        if held is None:
+                            break
                         if held:
                             yield self._chunk(meta, [{"index": idx, "delta": {"tool_calls": held}, "finish_reason": None}])
                         stream = streams[idx]
@@ -618,7 +664,9 @@ class GuardedCall:
                     for idx, stream in streams.items():
                         if idx in finished:
                             continue
-                        held = [{"index": k[1], "function": {"arguments": args.flush(k)}} for k in args.pending_keys(idx)]
+                        held = await finish_calls(idx)
+                        if held is None:
+                            break
                         if held:
                             yield self._chunk(meta, [{"index": idx, "delta": {"tool_calls": held}, "finish_reason": None}])
                         tail = await stream.finish()
@@ -655,7 +703,7 @@ class GuardedCall:
                 except Exception:  # noqa: BLE001
                     log.debug("closing upstream stream failed", exc_info=True)
                 self.upstream_ms = (time.perf_counter() - t_up) * 1000
-                decs = [s.decision for s in streams.values()]
+                decs = [s.decision for s in [*streams.values(), *tool_streams.values()]]
                 if blocked is not None:
                     self.dec_out = blocked.decision
                 elif decs:

@@ -137,6 +137,24 @@ def test_tool_call_arguments_in_answers_are_checked(client, logs):
     assert "bluebird" not in resp.model_dump_json()
 
 
+def test_streamed_tool_call_arguments_are_checked_before_release(client, logs):
+    msgs = [{"role": "user", "content": "look it up"}]
+
+    def run(chunks):
+        events = list(client.chat.completions.create(model="gpt-test", messages=msgs, stream=True, extra_body={
+            "test_mode": "tools", "test_arg_chunks": chunks}))
+        args = "".join(tc.function.arguments or "" for ev in events for c in ev.choices for tc in c.delta.tool_calls or [])
+        reasons = [c.finish_reason for ev in events for c in ev.choices if c.finish_reason]
+        raw = "".join(ev.model_dump_json() for ev in events)
+        return args, reasons, raw
+
+    args, reasons, raw = run(['{"ssn": "078-0', '5-1120", "n', '": 1}'])
+    assert json.loads(args) == {"ssn": "<US_SSN>", "n": 1} and reasons == ["tool_calls"]
+    assert "1120" not in raw
+    args, reasons, raw = run(['{"q": "project blue', 'bird budget"}'])
+    assert reasons == ["content_filter"] and "bluebird" not in raw and "blue" not in args
+
+
 def test_tool_history_suffix_and_prediction_are_checked_on_input(client, logs):
     msgs = [{"role": "user", "content": "mail my boss"},
             {"role": "assistant", "content": None, "tool_calls": [
