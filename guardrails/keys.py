@@ -69,10 +69,39 @@ class KeyStore(Protocol):
 
 
 class _BaseStore:
-    """Shared logic; subclasses provide _fetch(id) -> (hash, KeyInfo) | None and SQL primitives."""
+    """Shared logic and SQL; subclasses provide the connection and `_q` (SQL written with '?' placeholders)."""
 
-    def _fetch(self, key_id: str) -> tuple[str, KeyInfo] | None:  # pragma: no cover - abstract
+    def _q(self, sql: str, args: tuple[Any, ...] = (), fetch: bool = True) -> Any:  # pragma: no cover - abstract
+        """Run `sql` ('?' placeholders): the rows, or the row count when fetch is False."""
         raise NotImplementedError
+
+    def create(self, role: str, name: str = "") -> tuple[KeyInfo, str]:
+        self._check_role(role)
+        kid, key, h = new_key()
+        info = KeyInfo(kid, role, name, time.time())
+        self._q("INSERT INTO trustwall_keys (id, role, name, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                (kid, role, name, h, info.created_at), fetch=False)
+        return info, key
+
+    def list(self, include_revoked: bool = True) -> list[KeyInfo]:
+        rows = self._q("SELECT id, role, name, created_at, revoked_at FROM trustwall_keys ORDER BY created_at")
+        infos = [KeyInfo(*r) for r in rows]
+        return infos if include_revoked else [i for i in infos if i.active]
+
+    def revoke(self, key_id: str) -> bool:
+        n = self._q("UPDATE trustwall_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                    (time.time(), key_id), fetch=False)
+        return bool(n)
+
+    def has_active(self) -> bool:
+        return bool(self._q("SELECT 1 FROM trustwall_keys WHERE revoked_at IS NULL LIMIT 1"))
+
+    def _fetch(self, key_id: str) -> tuple[str, KeyInfo] | None:
+        rows = self._q("SELECT hash, id, role, name, created_at, revoked_at FROM trustwall_keys WHERE id = ?", (key_id,))
+        if not rows:
+            return None
+        h, *rest = rows[0]
+        return h, KeyInfo(*rest)
 
     def verify(self, key: str) -> KeyInfo | None:
         """The active key matching `key`, or None. The hash comparison is constant-time and runs even
@@ -107,38 +136,10 @@ class SQLiteKeyStore(_BaseStore):
             raise ConfigError(f"cannot open key store {self.path}: {exc}") from None
         self._lock = threading.Lock()
 
-    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _q(self, sql: str, args: tuple[Any, ...] = (), fetch: bool = True) -> Any:
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
-
-    def create(self, role: str, name: str = "") -> tuple[KeyInfo, str]:
-        self._check_role(role)
-        kid, key, h = new_key()
-        info = KeyInfo(kid, role, name, time.time())
-        self._q("INSERT INTO trustwall_keys (id, role, name, hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                (kid, role, name, h, info.created_at))
-        return info, key
-
-    def list(self, include_revoked: bool = True) -> list[KeyInfo]:
-        rows = self._q("SELECT id, role, name, created_at, revoked_at FROM trustwall_keys ORDER BY created_at")
-        infos = [KeyInfo(*r) for r in rows]
-        return infos if include_revoked else [i for i in infos if i.active]
-
-    def revoke(self, key_id: str) -> bool:
-        with self._lock:
-            cur = self._conn.execute("UPDATE trustwall_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                                     (time.time(), key_id))
-            return cur.rowcount > 0
-
-    def has_active(self) -> bool:
-        return bool(self._q("SELECT 1 FROM trustwall_keys WHERE revoked_at IS NULL LIMIT 1"))
-
-    def _fetch(self, key_id: str) -> tuple[str, KeyInfo] | None:
-        rows = self._q("SELECT hash, id, role, name, created_at, revoked_at FROM trustwall_keys WHERE id = ?", (key_id,))
-        if not rows:
-            return None
-        h, *rest = rows[0]
-        return h, KeyInfo(*rest)
+            cur = self._conn.execute(sql, args)
+            return cur.fetchall() if fetch else cur.rowcount
 
     def close(self) -> None:
         with self._lock:
@@ -173,7 +174,7 @@ class PostgresKeyStore(_BaseStore):
     def _q(self, sql: str, args: tuple[Any, ...] = (), fetch: bool = True) -> Any:
         import psycopg
 
-        sql = sql.replace("trustwall_keys", self.table)
+        sql = sql.replace("trustwall_keys", self.table).replace("?", "%s")
         with self._lock:
             for attempt in (0, 1):
                 try:
@@ -184,34 +185,6 @@ class PostgresKeyStore(_BaseStore):
                         raise
                     self._connect()
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def create(self, role: str, name: str = "") -> tuple[KeyInfo, str]:
-        self._check_role(role)
-        kid, key, h = new_key()
-        info = KeyInfo(kid, role, name, time.time())
-        self._q("INSERT INTO trustwall_keys (id, role, name, hash, created_at) VALUES (%s, %s, %s, %s, %s)",
-                (kid, role, name, h, info.created_at), fetch=False)
-        return info, key
-
-    def list(self, include_revoked: bool = True) -> list[KeyInfo]:
-        rows = self._q("SELECT id, role, name, created_at, revoked_at FROM trustwall_keys ORDER BY created_at")
-        infos = [KeyInfo(*r) for r in rows]
-        return infos if include_revoked else [i for i in infos if i.active]
-
-    def revoke(self, key_id: str) -> bool:
-        n = self._q("UPDATE trustwall_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-                    (time.time(), key_id), fetch=False)
-        return bool(n)
-
-    def has_active(self) -> bool:
-        return bool(self._q("SELECT 1 FROM trustwall_keys WHERE revoked_at IS NULL LIMIT 1"))
-
-    def _fetch(self, key_id: str) -> tuple[str, KeyInfo] | None:
-        rows = self._q("SELECT hash, id, role, name, created_at, revoked_at FROM trustwall_keys WHERE id = %s", (key_id,))
-        if not rows:
-            return None
-        h, *rest = rows[0]
-        return h, KeyInfo(*rest)
 
     def close(self) -> None:
         with self._lock:
