@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from guardrails.detector import BuildContext, DetectorType, Options
-from guardrails.types import Action, CallContext, Finding, Judgement
+from guardrails.types import CallContext, Finding, Judgement
 
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.copyright_index import CorpusIndex, Match
@@ -100,17 +100,11 @@ class CopyrightDetector:
 
 
 def citation_block(judgements: Sequence[Judgement]) -> str:
-    """The text an adapter appends for matches passed with a citation ('' when there are none)."""
-    seen: list[str] = []
-    for j in judgements:
-        f = j.finding
-        if f.category == CITE_CATEGORY and j.action is not Action.BLOCK and f.evidence.get("citation"):
-            c = str(f.evidence["citation"])
-            if c not in seen:
-                seen.append(c)
-    if not seen:
-        return ""
-    return "\n\nSources: " + "; ".join(seen)
+    """The sources block for this detector's matches passed with a citation ('' when there are none);
+    the pipeline appends the same block (guardrails.pipeline.citations) to every passed-on answer."""
+    from guardrails.pipeline import citations
+
+    return citations([j for j in judgements if j.finding.category == CITE_CATEGORY])
 
 
 def resolve_corpus(options: CopyrightOptions, build: BuildContext) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 _WS = re.compile(r"\s+")
 # A placeholder as models may echo it back: angle brackets, optional spaces, CATEGORY_N.
@@ -111,6 +111,3 @@ def _incomplete_tail(text: str) -> int:
         return len(text)
     return start if _PARTIAL_RE.fullmatch(tail) else len(text)
 
-
-def restore_all(vault: Vault, texts: Iterable[str]) -> list[str]:
-    return [vault.restore(t) for t in texts]

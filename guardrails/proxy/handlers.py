@@ -44,6 +44,32 @@ Where = tuple[int, Any]  # (message index or -1, None | part index | ('args', k)
 # ------------------------------------------------------------------------------- request/response text
 
 
+def _call_args(msg: dict[str, Any]) -> list[tuple[Any, str]]:
+    """(field, text) for the argument strings of a message's tool calls (('args', k)) and of a legacy
+    function_call ('fcall')."""
+    out: list[tuple[Any, str]] = []
+    calls = msg.get("tool_calls")
+    if isinstance(calls, list):
+        for k, call in enumerate(calls):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                out.append((("args", k), fn["arguments"]))
+    fc = msg.get("function_call")
+    if isinstance(fc, dict) and isinstance(fc.get("arguments"), str):
+        out.append(("fcall", fc["arguments"]))
+    return out
+
+
+def _with_call_args(msg: dict[str, Any], field: Any, text: str) -> dict[str, Any]:
+    """A copy of `msg` with the arguments at `field` (from _call_args) replaced by `text`."""
+    if field == "fcall":
+        return {**msg, "function_call": {**msg["function_call"], "arguments": text}}
+    calls = list(msg["tool_calls"])
+    call = calls[field[1]]
+    calls[field[1]] = {**call, "function": {**call["function"], "arguments": text}}
+    return {**msg, "tool_calls": calls}
+
+
 def input_texts(body: dict[str, Any], kind: Kind) -> tuple[list[str], list[Where]]:
     """The texts detectors see, and where each came from: message contents and text parts, the
     arguments of earlier tool calls in the conversation (`("args", k)`), a legacy `function_call`'s
@@ -70,17 +96,9 @@ def input_texts(body: dict[str, Any], kind: Kind) -> tuple[list[str], list[Where
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     texts.append(part["text"])
                     where.append((i, j))
-        calls = m.get("tool_calls")
-        if isinstance(calls, list):
-            for k, call in enumerate(calls):
-                fn = call.get("function") if isinstance(call, dict) else None
-                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                    texts.append(fn["arguments"])
-                    where.append((i, ("args", k)))
-        fc = m.get("function_call")
-        if isinstance(fc, dict) and isinstance(fc.get("arguments"), str):
-            texts.append(fc["arguments"])
-            where.append((i, "fcall"))
+        for field, text in _call_args(m):
+            texts.append(text)
+            where.append((i, field))
     pred = body.get("prediction")
     if isinstance(pred, dict) and isinstance(pred.get("content"), str):
         texts.append(pred["content"])
@@ -108,15 +126,9 @@ def with_input_texts(body: dict[str, Any], kind: Kind, where: list[Where], texts
         if j is None:
             if m.get("content") != text:
                 msgs[i] = {**m, "content": text}
-        elif j == "fcall":
-            if m["function_call"].get("arguments") != text:
-                msgs[i] = {**m, "function_call": {**m["function_call"], "arguments": text}}
-        elif isinstance(j, tuple):
-            call = m["tool_calls"][j[1]]
-            if call["function"].get("arguments") != text:
-                calls = list(m["tool_calls"])
-                calls[j[1]] = {**call, "function": {**call["function"], "arguments": text}}
-                msgs[i] = {**m, "tool_calls": calls}
+        elif j == "fcall" or isinstance(j, tuple):
+            if dict(_call_args(m))[j] != text:
+                msgs[i] = _with_call_args(m, j, text)
         else:
             part = m["content"][j]
             if part.get("text") != text:
@@ -146,17 +158,9 @@ def output_texts(resp: dict[str, Any], kind: Kind) -> tuple[list[str], list[Wher
         if isinstance(msg.get("content"), str):
             texts.append(msg["content"])
             where.append((i, None))
-        calls = msg.get("tool_calls")
-        if isinstance(calls, list):
-            for k, call in enumerate(calls):
-                fn = call.get("function") if isinstance(call, dict) else None
-                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                    texts.append(fn["arguments"])
-                    where.append((i, ("args", k)))
-        fc = msg.get("function_call")
-        if isinstance(fc, dict) and isinstance(fc.get("arguments"), str):
-            texts.append(fc["arguments"])
-            where.append((i, "fcall"))
+        for field, text in _call_args(msg):
+            texts.append(text)
+            where.append((i, field))
         if isinstance(msg.get("refusal"), str):
             texts.append(msg["refusal"])
             where.append((i, "refusal"))
@@ -213,32 +217,6 @@ class ArgRestorer:
 
     def flush(self, key: Any) -> str:
         return self.restore(self._pending.pop(key, ""))
-
-    def pending_keys(self, idx: int) -> list[Any]:
-        return [k for k in self._pending if k[0] == idx]
-
-    def restore_calls(self, calls: Any) -> Any:
-        if not self.active or not isinstance(calls, list):
-            return calls
-        out = []
-        for call in calls:
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                call = {**call, "function": {**fn, "arguments": self.restore(fn["arguments"])}}
-            out.append(call)
-        return out
-
-    def feed_calls(self, idx: int, calls: Any) -> Any:
-        if not self.active or not isinstance(calls, list):
-            return calls
-        out = []
-        for call in calls:
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                key = (idx, call.get("index", 0))
-                call = {**call, "function": {**fn, "arguments": self.feed(key, fn["arguments"])}}
-            out.append(call)
-        return out
 
 
 # ---------------------------------------------------------------------------------------- the call
@@ -438,17 +416,10 @@ class GuardedCall:
                     else:
                         c["text"] = restored
                     continue
-                msg = dict(c["message"])
                 if field == "refusal":
-                    msg["refusal"] = pipeline.restore(text, ctx) if restore else text
-                elif field == "fcall":
-                    msg["function_call"] = {**msg["function_call"], "arguments": args.restore(text)}
-                else:  # ('args', k): checked (and redacted) tool-call arguments, pseudonyms JSON-escaped back
-                    calls = list(msg["tool_calls"])
-                    call = calls[field[1]]
-                    calls[field[1]] = {**call, "function": {**call["function"], "arguments": args.restore(text)}}
-                    msg["tool_calls"] = calls
-                c["message"] = msg
+                    c["message"] = {**c["message"], "refusal": pipeline.restore(text, ctx) if restore else text}
+                else:  # checked (and redacted) call arguments, pseudonyms restored JSON-escaped
+                    c["message"] = _with_call_args(c["message"], field, args.restore(text))
             for c in choices:
                 if "logprobs" in c:
                     c["logprobs"] = None  # token-level text bypasses the output checks
