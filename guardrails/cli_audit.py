@@ -15,7 +15,6 @@ import typer
 app = typer.Typer(help="The tamper-evident audit log: export, verify, prune, stats.", no_args_is_help=True)
 
 EXIT_BROKEN = 1
-EXIT_USAGE = 2
 _URL_HELP = "Audit store URL (default: TRUSTWALL_AUDIT_URL, else SQLite in the data dir)."
 
 

@@ -19,7 +19,6 @@ import typer
 app = typer.Typer(help="Manage the protected corpus of the copyright check.", no_args_is_help=True)
 
 _CORPUS_OPT = typer.Option(None, "--corpus", help="Index file (default: <data dir>/copyright/index.npz).")
-from guardrails.cli_common import EXIT_USAGE  # noqa: E402,F401
 
 
 from guardrails.cli_common import fail as _fail  # noqa: E402

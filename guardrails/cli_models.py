@@ -21,7 +21,6 @@ app = typer.Typer(help="List, verify and convert ONNX model directories.", no_ar
 convert_app = typer.Typer(help="Convert models into trustwall model directories.", no_args_is_help=True)
 app.add_typer(convert_app, name="convert")
 
-EXIT_USAGE = 2
 EXIT_VERIFY = 1
 
 

@@ -18,7 +18,6 @@ keys_app = typer.Typer(help="Create, list and revoke the proxy's API keys.", no_
                        pretty_exceptions_enable=False)
 app.add_typer(keys_app, name="keys")
 
-EXIT_USAGE = 2
 
 
 from guardrails.cli_common import settings_from as _settings  # noqa: E402
