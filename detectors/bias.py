@@ -216,6 +216,11 @@ class BiasScorer:
 
     # -- mentions ---------------------------------------------------------------------------------
 
+    def may_mention(self, doc: Doc) -> bool:
+        """Whether `mentions(doc)` can find anything; needs only the tokenised Doc (no parse), so the
+        shared pipeline runs the parser just for texts where this holds."""
+        return self.lex.rx.search(doc.text) is not None or any(t.lower_ in _PRONOUN_GENDER for t in doc)
+
     def mentions(self, doc: Doc) -> list[Mention]:
         text = doc.text
         out: list[Mention] = []
@@ -564,9 +569,12 @@ def load_scorer(options: BiasOptions | None = None, build: BuildContext | None =
 def _build(spec: Any, options: BiasOptions, build: BuildContext) -> BiasDetector:
     from detectors.nlp import get_nlp
 
-    nlp = get_nlp(build.resources, options.model, components=("tagger", "parser", "lemmatizer"), stages=spec.stages)
+    scorer = load_scorer(options, build)
+    # The parse only matters for texts with a candidate mention (no mention, no score): gate it on one.
+    nlp = get_nlp(build.resources, options.model, components=("tagger", "parser", "lemmatizer"), stages=spec.stages,
+                  when=scorer.may_mention)
     late = build if options.toxicity == "auto" else None
-    return BiasDetector(spec.name, load_scorer(options, build), nlp, options.attributes, late)
+    return BiasDetector(spec.name, scorer, nlp, options.attributes, late)
 
 
 TYPE = DetectorType(

@@ -18,6 +18,13 @@ Contract for detectors that need spaCy (PII, bias, ...):
   apply to later parses only. Pass ``stages=spec.stages`` so each stage runs only what its own
   detectors need (the pipeline sets ``ctx.stage`` before it runs a stage's detectors).
 
+  A detector that only needs its components for some texts passes ``when=``: a cheap predicate over
+  the tokenised Doc (no component has run yet). The components then run, at those stages, only for the
+  texts where the predicate holds; the other texts get just what the stage needs unconditionally. The
+  bias detector gates its parser this way on an identity-term or gendered-pronoun match, since without
+  one it finds nothing; so a plain answer costs the output stage NER only. Predicates run on the
+  pipeline's worker thread and must only read the Doc.
+
 * At request time::
 
       docs = await parse(ctx, shared, texts)   # list[spacy.tokens.Doc], one per text, in order
@@ -36,7 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +86,18 @@ def resolve_model_name(name: str) -> str:
     )
 
 
+DocPredicate = Callable[["Doc"], bool]
+
+
+@dataclass(frozen=True)
+class _Conditional:
+    """Components some detector needs at `stages` only for texts where `when(doc)` holds."""
+
+    stages: frozenset[str | None]
+    components: frozenset[str]
+    when: DocPredicate
+
+
 class SharedNLP:
     """A loaded spaCy pipeline plus the set of components the runtime's detectors need."""
 
@@ -85,7 +105,8 @@ class SharedNLP:
         self.model_name = model_name
         self.nlp = nlp
         self._required: set[str] = set()
-        self._by_stage: dict[str, set[str]] = {}  # stage -> components the detectors of that stage need
+        self._by_stage: dict[str | None, set[str]] = {}  # stage -> components its detectors always need
+        self._conditional: list[_Conditional] = []
         self._lock = threading.Lock()
         self._batcher: Any = None
 
@@ -93,15 +114,21 @@ class SharedNLP:
     def lang(self) -> str:
         return str(self.nlp.lang)
 
-    def require(self, components: Iterable[str], stages: Iterable[str] | None = None) -> None:
+    def require(self, components: Iterable[str], stages: Iterable[str] | None = None,
+                when: DocPredicate | None = None) -> None:
         """Add components to what the pipeline runs; with `stages`, only for parses of those stages
-        (so a PII-only input stage runs just NER even when the output stage's bias check needs the parser)."""
+        (so a PII-only input stage runs just NER even when the output stage's bias check needs the parser);
+        with `when`, only for the texts whose tokenised Doc satisfies it."""
         components = list(components)
         before = set(self._required)
-        self._require(components)
+        self._require(components)  # parses outside any stage (stage None) run everything declared
         added = (self._required - before) | self._closure(components)
-        for stage in (stages if stages is not None else ("input", "output", None)):
-            self._by_stage.setdefault(stage, set()).update(added)
+        targets: tuple[str | None, ...] = tuple(stages) if stages is not None else ("input", "output", None)
+        if when is None:
+            for stage in targets:
+                self._by_stage.setdefault(stage, set()).update(added)
+        else:
+            self._conditional.append(_Conditional(frozenset(targets), frozenset(self._closure(components)), when))
 
     def _closure(self, components: Iterable[str]) -> set[str]:
         probe = SharedNLP.__new__(SharedNLP)
@@ -132,19 +159,42 @@ class SharedNLP:
     def required(self) -> frozenset[str]:
         return frozenset(self._required)
 
-    def disabled(self, stage: str | None = None) -> list[str]:
-        needed = self._by_stage.get(stage, self._required) if stage is not None else self._required
+    def _staged(self, stage: str | None) -> bool:
+        return stage in self._by_stage or any(stage in c.stages for c in self._conditional)
+
+    def needed(self, stage: str | None = None, doc: Doc | None = None) -> frozenset[str]:
+        """Components a parse at `stage` runs (for `doc`, a tokenised text, when conditions apply)."""
+        if stage is None or not self._staged(stage):
+            return frozenset(self._required)
+        need = set(self._by_stage.get(stage, ()))
+        for c in self._conditional:
+            if stage in c.stages and not c.components <= need and (doc is None or c.when(doc)):
+                need |= c.components
+        return frozenset(need)
+
+    def disabled(self, stage: str | None = None, doc: Doc | None = None) -> list[str]:
+        needed = self.needed(stage, doc)
         return [c for c in self.nlp.component_names if c not in needed]
 
     def _pipe(self, items: list[Any]) -> list[Doc]:
-        """Items are (stage, text) pairs (or plain texts); each stage's texts run with its components."""
+        """Items are (stage, text) pairs (or plain texts); each text runs with what its stage (and, for
+        conditional components, the text itself) needs, grouped into one nlp.pipe batch per set."""
         pairs = [it if isinstance(it, tuple) else (None, it) for it in items]
         out: list[Any] = [None] * len(pairs)
-        for stage in dict.fromkeys(st for st, _ in pairs):
-            idx = [i for i, (st, _) in enumerate(pairs) if st == stage]
-            texts = [pairs[i][1] for i in idx]
-            docs = self.nlp.pipe(texts, disable=self.disabled(stage), batch_size=max(1, min(len(texts), 64)))
-            for i, doc in zip(idx, docs):
+        groups: dict[tuple[str, ...], list[tuple[int, Any]]] = {}
+        conditional_stages = {st for c in self._conditional for st in c.stages}
+        for i, (stage, text) in enumerate(pairs):
+            item: Any = text
+            if stage is not None and stage in conditional_stages:
+                item = self.nlp.make_doc(text)  # tokenise once; nlp.pipe accepts the Doc
+                disabled = self.disabled(stage, item)
+            else:
+                disabled = self.disabled(stage)
+            groups.setdefault(tuple(disabled), []).append((i, item))
+        for disabled, members in groups.items():
+            docs = self.nlp.pipe([m for _, m in members], disable=list(disabled),
+                                 batch_size=max(1, min(len(members), 64)))
+            for (i, _), doc in zip(members, docs):
                 out[i] = doc
         return out
 
@@ -188,11 +238,11 @@ def load_pipeline(model_name: str) -> SharedNLP:
 
 
 def get_nlp(resources: Resources, model_name: str = DEFAULT_MODEL, components: Iterable[str] = ("ner",),
-            stages: Iterable[str] | None = None) -> SharedNLP:
+            stages: Iterable[str] | None = None, when: DocPredicate | None = None) -> SharedNLP:
     """The runtime's shared pipeline for `model_name`, with `components` added to what it runs (at the
-    given stages only, when `stages` is given)."""
+    given stages only, when `stages` is given; for the texts satisfying `when` only, when it is given)."""
     shared: SharedNLP = resources.get_or_create(f"spacy:{model_name}", lambda: load_pipeline(model_name))
-    shared.require(components, stages)
+    shared.require(components, stages, when)
     return shared
 
 

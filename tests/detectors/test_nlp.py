@@ -1,0 +1,87 @@
+"""Shared spaCy pipeline: conditional components (run only for the texts that need them)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from detectors.nlp import DEFAULT_MODEL, get_nlp, parse
+from guardrails.detector import Resources
+from guardrails.types import CallContext
+
+
+def _parse(shared, stage, texts):  # noqa: ANN001, ANN202
+    return asyncio.run(parse(CallContext(stage=stage), shared, texts))
+
+
+def test_conditional_components_run_only_for_texts_that_satisfy_the_predicate():
+    resources = Resources()
+    shared = get_nlp(resources, DEFAULT_MODEL, components=("ner",), stages=("input", "output"))
+    seen: list[bool] = []
+
+    def wants(doc) -> bool:  # noqa: ANN001
+        seen.append(doc.has_annotation("DEP") or doc.has_annotation("ENT_IOB"))  # only tokenised so far
+        return any(t.lower_ == "group" for t in doc)
+
+    get_nlp(resources, DEFAULT_MODEL, components=("parser",), stages=("output",), when=wants)
+    plain, grouped = "Sarah Connor lives in Paris. She likes it.", "The group from Paris met Sarah Connor."
+    d_plain, d_grouped = _parse(shared, "output", [plain, grouped])
+    assert [d_plain.text, d_grouped.text] == [plain, grouped]  # order kept across the two batches
+    assert d_plain.ents and d_grouped.ents  # the unconditional NER ran for both
+    assert not d_plain.has_annotation("DEP")
+    assert d_grouped.has_annotation("DEP")
+    assert seen == [False, False]  # the predicate saw bare tokens
+    (d_in,) = _parse(shared, "input", [grouped])  # the condition belongs to the output stage only
+    assert d_in.ents and not d_in.has_annotation("DEP")
+
+
+def test_needed_components_per_stage_and_doc():
+    resources = Resources()
+    shared = get_nlp(resources, DEFAULT_MODEL, components=("ner",), stages=("input", "output"))
+    get_nlp(resources, DEFAULT_MODEL, components=("parser",), stages=("output",), when=lambda d: len(d) > 3)
+    nlp = shared.nlp
+    short, long = nlp.make_doc("Hi there."), nlp.make_doc("A much longer sentence here.")
+    assert "parser" not in shared.needed("output", short)
+    assert "parser" in shared.needed("output", long)
+    assert "parser" in shared.needed("output")  # no Doc: conservative
+    assert "parser" not in shared.needed("input", long)
+    assert {"ner", "parser"} <= shared.needed(None)  # outside any stage: everything declared
+    assert "parser" in shared.required
+
+
+def test_conditional_only_stage_runs_nothing_but_the_tokenizer_when_the_predicate_fails():
+    resources = Resources()
+    shared = get_nlp(resources, DEFAULT_MODEL, components=("tagger", "parser"), stages=("output",),
+                     when=lambda d: False)
+    (doc,) = _parse(shared, "output", ["Sarah Connor lives in Paris."])
+    assert len(doc) == 6
+    assert not doc.has_annotation("DEP") and not doc.has_annotation("TAG") and not doc.ents
+
+
+@pytest.mark.slow
+def test_bias_gate_is_exact_no_candidate_means_no_mention():
+    """The bias detector's gate may only skip texts where mentions() would find nothing."""
+    from detectors.bias import load_scorer
+    from detectors.bias import BiasOptions
+
+    scorer = load_scorer(BiasOptions(toxicity="off"))
+    shared = get_nlp(Resources(), DEFAULT_MODEL, components=("tagger", "parser", "lemmatizer"))
+    texts = [
+        "Fuel costs rose by eight percent over the quarter.",
+        "The new warehouse opened three weeks late.",
+        "Women are bad drivers.",
+        "He said the report was late.",
+        "Ask her-self? No: ask HIM.",
+        "Immigrants built this city.",
+        "The old man and the sea.",
+        "Our team in the north met the carriers.",
+        "I'm a Deaf grandmother.",
+        "They hired two new nurses.",
+    ]
+    docs = shared.parse_sync(texts)
+    gated = [scorer.may_mention(shared.nlp.make_doc(t)) for t in texts]
+    found = [bool(scorer.mentions(d)) for d in docs]
+    assert all(g for g, f in zip(gated, found) if f), list(zip(texts, gated, found))
+    assert gated[:2] == [False, False]  # plain business prose skips the parser
+    assert found[2] and found[3] and found[4]
