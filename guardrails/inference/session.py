@@ -46,6 +46,11 @@ def _cpu_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def _spin() -> bool:
+    """Whether ORT's intra-op threads may spin between runs (TRUSTWALL_ORT_SPIN=1; default off)."""
+    return os.environ.get("TRUSTWALL_ORT_SPIN", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 def open_session(fp32: Path, fp16: Path | None = None, *, device: Device = "auto",
                  threads: int | None = None, int8: Path | None = None) -> LoadedSession:
     """Open one InferenceSession. CUDA (with the fp16 variant when there is one) first unless
@@ -58,6 +63,10 @@ def open_session(fp32: Path, fp16: Path | None = None, *, device: Device = "auto
     opts.intra_op_num_threads = threads or _cpu_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not _spin():
+        # Idle ORT workers otherwise busy-wait after every run, on cores the spaCy pass and the event
+        # loop need; on a small CPU that costs the other detectors more than it saves this one.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     want_cuda = device in ("auto", "cuda") and cuda_available()
     if device == "cuda" and not want_cuda:
         raise ConfigError("device=cuda but onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")

@@ -28,7 +28,7 @@ from guardrails.proxy.metrics import Metrics
 from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse, ModelList
 from guardrails.proxy.upstream import Upstreams
 from guardrails.ratelimit import RateLimiter, open_rate_limiter
-from guardrails.runtime import Runtime, abuild_runtime
+from guardrails.runtime import Runtime, abuild_runtime, limit_blas_threads
 from guardrails.settings import Settings
 from guardrails.types import Principal
 
@@ -176,6 +176,8 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
             else:
                 runtime = await abuild_runtime(src, audit=audit)
                 closers.append(runtime.aclose)
+            if runtime.settings.blas_threads is None:  # the proxy owns its process; see limit_blas_threads
+                log.info("BLAS threads: 1 (was %s)", limit_blas_threads(1))
             store = keys
             if store is None:
                 store = await asyncio.to_thread(open_key_store, runtime.settings)

@@ -85,3 +85,24 @@ def test_bias_gate_is_exact_no_candidate_means_no_mention():
     assert all(g for g, f in zip(gated, found) if f), list(zip(texts, gated, found))
     assert gated[:2] == [False, False]  # plain business prose skips the parser
     assert found[2] and found[3] and found[4]
+
+
+@pytest.mark.slow
+def test_numpy_gemm_gives_the_same_annotations_as_blis():
+    from detectors.nlp import load_pipeline
+
+    fast, ref = load_pipeline(DEFAULT_MODEL), load_pipeline(DEFAULT_MODEL, numpy_gemm=False)
+    ops = {type(node.ops).__name__ + str(getattr(node.ops, "use_blis", None))
+           for _n, c in fast.nlp.pipeline if hasattr(getattr(c, "model", None), "walk") for node in c.model.walk()}
+    assert ops == {"NumpyOpsFalse"}
+    assert all(getattr(node.ops, "use_blis", True) for _n, c in ref.nlp.pipeline
+               if hasattr(getattr(c, "model", None), "walk") for node in c.model.walk())
+    texts = [
+        "Maria Gonzalez from Berlin called +1 555 0100 on Monday about the contract with Acme Corp.",
+        "Dr. John O'Neil moved to 221B Baker Street, London, in March 2021.",
+        "the muslims in paris said that immigrants always work hard, according to a BBC report.",
+        "Fuel costs rose by about eight percent, and two regional carriers renegotiated their rates.",
+    ]
+    for a, b in zip(fast.nlp.pipe(texts), ref.nlp.pipe(texts)):
+        assert [(e.start_char, e.end_char, e.label_) for e in a.ents] == [(e.start_char, e.end_char, e.label_) for e in b.ents]
+        assert [(t.tag_, t.dep_, t.head.i, t.lemma_) for t in a] == [(t.tag_, t.dep_, t.head.i, t.lemma_) for t in b]

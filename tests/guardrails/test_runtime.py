@@ -125,3 +125,16 @@ def test_warm_up_runs_each_detector_once_even_inside_a_running_loop(tmp_path: Pa
     assert len(calls) == 1 and calls[0][1] == "warmup"
     build_runtime(settings(tmp_path), policy=pol, registry=reg, audit=False, warmup=False)
     assert len(calls) == 1
+
+
+def test_limit_blas_threads_caps_numpy_blas_process_wide():
+    import numpy  # noqa: F401 - loads the BLAS library threadpoolctl inspects
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from guardrails.runtime import limit_blas_threads
+
+    with threadpool_limits(limits=None):  # restores the original limits when the test ends
+        before = limit_blas_threads(1)
+        assert before is not None and before >= 1
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)
