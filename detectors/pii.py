@@ -25,6 +25,7 @@ from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.types import CallContext, Finding
 
 from detectors.nlp import DEFAULT_MODEL, SharedNLP, get_nlp, parse
+from detectors.pii_spans import join_date_times, tidy_persons
 
 NER_ENTITIES = ("PERSON", "LOCATION", "DATE_TIME")
 PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS", "URL",
@@ -314,23 +315,6 @@ def _custom_recognizer(d: RecognizerDef, language: str) -> Any:
                             deny_list_score=d.deny_list_score, global_regex_flags=flags)
 
 
-_STREET_WORDS = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Square|Sq|"
-                 r"Squares|Terrace|Parkway|Pkwy|Circle|Cir|Highway|Hwy|Crescent|Close|Gardens|Hill|Row|Walk|Alley|"
-                 r"Mews|Parade|Trail|Plaza|Streets|Roads|Lanes|Courts|Park|Ridge|Green")
-_STREET_SUFFIX = (r"katu|kuja|tie|polku|gade|gyde|vej|vænget|straße|strasse|str\.|weg|gasse|platz|allee|laan|straat|"
-                  r"gracht|gatan|vägen|gränd|veien|gata|utca|út|ulica|aleja|ulice|náměstí|kuja")
-_STREET_PREFIX = r"Rua|Via|Viale|Calle|Avenida|Avda\.|Rue|Piazza|Plaza|Carrer|Av\.|Largo|Travessa|Paseo|Corso"
-ADDRESS_PATTERNS = (
-    # 1668 Glyn St / 14 Crown Street Kishiev Squares, Suite 321
-    ("street_number_first", rf"\b\d{{1,5}}[A-Za-z]?(?:[ \t]+[A-Z][\w'’.-]*){{1,4}}[ \t]+(?:{_STREET_WORDS})\b\.?"
-                            r"(?:,?[ \t]*(?:Apt\.?|Suite|Unit|Flat|Ste\.?)[ \t]*\d{1,5}[A-Za-z]?)?", 0.7),
-    # Puruntie 82 / Præstevænget 15 / Brucker Bundesstrasse 31
-    ("street_suffix", rf"\b(?:[A-Z][\w'’-]*[ \t]+)?[A-ZÀ-Þ][\w'’-]*(?:{_STREET_SUFFIX})[ \t]+\d{{1,4}}[A-Za-z]?\b", 0.7),
-    # Rua do Arenque 1634 / Via Franscini 71
-    ("street_prefix", rf"\b(?:{_STREET_PREFIX})[ \t]+(?:[\w'’.-]+[ \t]+){{0,4}}?\d{{1,5}}[A-Za-z]?\b", 0.7),
-    ("unit", r"\b(?:Apt\.?|Apartment|Suite|Ste\.|Unit|Flat)[ \t]+#?\d{1,5}[A-Za-z]?\b", 0.6),
-    ("military", r"\b(?:PSC|Unit|USNS|USS|USNV|USCGC)[ \t]+[\w ]{1,20},[ \t]*Box[ \t]+\d{1,5}\s*(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}\b", 0.8),
-)
 # Loose phone shapes that phonenumbers rejects (made-up or local numbers): only with a context word nearby.
 LOOSE_PHONE = (r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}(?:[ ]?x\d{1,5})?(?![\w-])"
                r"|(?<![\w+])\d{9,11}(?!\w)")
@@ -365,13 +349,23 @@ def _extra_card_recognizer(language: str) -> Any:
                                context=CARD_CONTEXT, global_regex_flags=re.MULTILINE)
 
 
-def _street_recognizer(language: str) -> Any:
-    from presidio_analyzer import Pattern, PatternRecognizer
+def _address_recognizer(language: str) -> Any:
+    """Postal address blocks and place names after residence/travel verbs (detectors/pii_address.py)."""
+    from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 
-    pats = [Pattern(n, rx, sc) for n, rx, sc in ADDRESS_PATTERNS]
-    return PatternRecognizer(supported_entity="LOCATION", name="StreetAddressRecognizer", supported_language=language,
-                             patterns=pats, context=["address", "live", "lives", "street", "located", "ship", "deliver"],
-                             global_regex_flags=re.MULTILINE)
+    from detectors.pii_address import find_addresses, find_places
+
+    class AddressRecognizer(LocalRecognizer):
+        def load(self) -> None:
+            return None
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            meta = {"recognizer_name": self.name, "recognizer_identifier": self.id}
+            return [RecognizerResult("LOCATION", s, e, sc, analysis_explanation=AnalysisExplanation(self.name, sc),
+                                     recognition_metadata=dict(meta))
+                    for s, e, sc in (*find_addresses(text), *find_places(text))]
+
+    return AddressRecognizer(supported_entities=["LOCATION"], name="StreetAddressRecognizer", supported_language=language)
 
 
 def _loose_phone_recognizer(language: str) -> Any:
@@ -493,7 +487,7 @@ def build_recognizers(opts: PiiOptions) -> list[Any]:
     if "CREDIT_CARD" in wanted:
         recs.append(_extra_card_recognizer(lang))
     if "LOCATION" in wanted:
-        recs.append(_street_recognizer(lang))
+        recs.append(_address_recognizer(lang))
         if lang == "en":
             recs.append(_country_recognizer(lang))
     if "PHONE_NUMBER" in wanted:
@@ -564,6 +558,7 @@ class PiiDetector:
                     continue
                 found.append(Finding(self.name, r.entity_type, float(r.score), (int(r.start), int(r.end)),
                                      {"recognizer": rec}))
+            found = join_date_times(text, tidy_persons(text, found))
             out.append(merge_locations(text, complete_name_lists(text, resolve_overlaps(text, found))))
         return propagate_names(texts, out, self.name)
 
