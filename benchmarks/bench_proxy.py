@@ -62,6 +62,19 @@ ANSWER_1K = (
     "sites at least three months earlier; third, review carrier contracts together so that renewals can "
     "be negotiated as a package rather than one at a time."
 )[:1000]
+# The same kind of answer, but mentioning people and groups (neutrally): the bias check's parser runs.
+ANSWER_1K_GROUPS = (
+    "Staff survey summary for the board. This year 412 employees answered, of whom 230 were women and 182 "
+    "were men; older workers and younger staff took part in similar numbers. She who led the survey, our "
+    "head of people, noted that response rates rose in every office. Parents asked for more flexible "
+    "hours, and several employees with disabilities asked for better step-free access at the northern "
+    "warehouse, which is now planned for spring. Immigrants who joined the company in the last two years "
+    "rated the onboarding programme highly, and many asked for more language classes. Catholic and Muslim "
+    "colleagues both welcomed the new quiet room. Managers said the main concern across the teams is "
+    "workload during the peak season. Recommendations: first, extend flexible hours to the warehouse "
+    "teams; second, fund the access works in the spring budget; third, repeat the survey in six months so "
+    "that the board can see whether the changes are working for everyone across all of our offices."
+)[:1000]
 
 
 # ------------------------------------------------------------------------------------------ servers
@@ -96,7 +109,7 @@ def _serve_proxy(port: int, mode: str, upstream_url: str, data_dir: str, audit: 
     from guardrails.runtime import build_runtime
     from guardrails.settings import Settings, default_policy_path
 
-    settings = Settings(data_dir=Path(data_dir))
+    settings = Settings(data_dir=Path(data_dir), blas_threads=1)  # as `trustwall serve` (the proxy's default)
     if mode == "none":
         policy = parse_policy(f"policy: {{id: bench-none}}\nupstreams: [{{name: up, kind: openai, url: '{upstream_url}'}}]")
         override = None
@@ -384,6 +397,10 @@ async def run(args: argparse.Namespace) -> int:
                 dd = await sequential(up.port, big, n_default)
                 dp = await sequential(pd.port, big, n_default)
                 rows.append(_row("default policy, 1,000-char prompt + 1,000-char answer, 1 at a time", dd, dp))
+                grp = _body(PROMPT_1K, ANSWER_1K_GROUPS)
+                gd = await sequential(up.port, grp, n_default)
+                gp = await sequential(pd.port, grp, n_default)
+                rows.append(_row("default policy, same but the answer mentions groups (bias parser runs)", gd, gp))
                 sdd = await sequential(up.port, stream_body, n_stream, stream=True)
                 sdp = await sequential(pd.port, stream_body, n_stream, stream=True)
                 rows.append(_row("default policy, stream 1,000 chars in 40 chunks: time to first token", sdd, sdp, "ttft"))

@@ -229,8 +229,8 @@ def use_numpy_gemm(nlp: Language) -> None:
     """Run the pipeline's matrix products through numpy's BLAS instead of thinc's bundled blis.
 
     Same model, same results up to float rounding (tok2vec outputs differ by ~1e-6; tests check the
-    annotations are identical), and on the CPUs we measured numpy's OpenBLAS is faster: the embedded NER
-    over a 1,000-character text went from 13.8 to 10.1 ms p50 (see benchmarks/RESULTS.md, Proxy)."""
+    annotations are identical), and on the CPU we measured numpy's OpenBLAS on one thread is faster: the
+    embedded NER over a 1,000-character text went from 13.8 to 10.9 ms p50 (docs/DESIGN.md)."""
     from thinc.api import NumpyOps
 
     ops = NumpyOps(use_blis=False)
@@ -241,8 +241,19 @@ def use_numpy_gemm(nlp: Language) -> None:
                 node.ops = ops
 
 
-def load_pipeline(model_name: str, *, numpy_gemm: bool = True) -> SharedNLP:
-    """Load a spaCy pipeline from an installed package or a path. Never downloads."""
+def blas_single_threaded() -> bool:
+    """Whether numpy's BLAS runs one thread (threadpoolctl's view; True where no pool is found)."""
+    from threadpoolctl import threadpool_info
+
+    return all(int(p.get("num_threads", 1)) <= 1 for p in threadpool_info() if p.get("user_api") == "blas")
+
+
+def load_pipeline(model_name: str, *, numpy_gemm: bool | None = None) -> SharedNLP:
+    """Load a spaCy pipeline from an installed package or a path. Never downloads.
+
+    `numpy_gemm=None` (auto) uses numpy's BLAS only when it is capped at one thread (the proxy does that,
+    or TRUSTWALL_BLAS_THREADS=1): with more threads OpenBLAS busy-waits, and on a busy 2-core machine one
+    NER pass went from 11 to 20-125 ms, so thinc's single-threaded blis is kept then."""
     import spacy
 
     resolved = resolve_model_name(model_name)
@@ -250,6 +261,8 @@ def load_pipeline(model_name: str, *, numpy_gemm: bool = True) -> SharedNLP:
         nlp = spacy.load(resolved)
     except Exception as exc:  # noqa: BLE001 - surfaced as a load error naming the model
         raise DetectorError("spacy", f"cannot load spaCy pipeline {model_name!r}: {type(exc).__name__}: {exc}") from exc
+    if numpy_gemm is None:
+        numpy_gemm = blas_single_threaded()
     if numpy_gemm and _on_cpu(nlp):  # a pipeline placed on a GPU keeps its ops
         use_numpy_gemm(nlp)
     return SharedNLP(model_name, nlp)

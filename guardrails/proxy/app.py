@@ -171,13 +171,15 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
     async def lifespan(app: FastAPI):  # noqa: ANN202
         closers: list[Any] = []
         try:
+            # The proxy owns its process: one BLAS thread unless configured (see limit_blas_threads),
+            # set before the detectors load so the spaCy pipelines pick numpy's BLAS (detectors.nlp).
+            blas = (src.settings if isinstance(src, Runtime) else src).blas_threads or 1
+            log.info("BLAS threads: %s (was %s)", blas, limit_blas_threads(blas))
             if isinstance(src, Runtime):
                 runtime = src
             else:
                 runtime = await abuild_runtime(src, audit=audit)
                 closers.append(runtime.aclose)
-            if runtime.settings.blas_threads is None:  # the proxy owns its process; see limit_blas_threads
-                log.info("BLAS threads: 1 (was %s)", limit_blas_threads(1))
             store = keys
             if store is None:
                 store = await asyncio.to_thread(open_key_store, runtime.settings)

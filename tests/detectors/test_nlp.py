@@ -91,7 +91,7 @@ def test_bias_gate_is_exact_no_candidate_means_no_mention():
 def test_numpy_gemm_gives_the_same_annotations_as_blis():
     from detectors.nlp import load_pipeline
 
-    fast, ref = load_pipeline(DEFAULT_MODEL), load_pipeline(DEFAULT_MODEL, numpy_gemm=False)
+    fast, ref = load_pipeline(DEFAULT_MODEL, numpy_gemm=True), load_pipeline(DEFAULT_MODEL, numpy_gemm=False)
     ops = {type(node.ops).__name__ + str(getattr(node.ops, "use_blis", None))
            for _n, c in fast.nlp.pipeline if hasattr(getattr(c, "model", None), "walk") for node in c.model.walk()}
     assert ops == {"NumpyOpsFalse"}
@@ -106,3 +106,22 @@ def test_numpy_gemm_gives_the_same_annotations_as_blis():
     for a, b in zip(fast.nlp.pipe(texts), ref.nlp.pipe(texts)):
         assert [(e.start_char, e.end_char, e.label_) for e in a.ents] == [(e.start_char, e.end_char, e.label_) for e in b.ents]
         assert [(t.tag_, t.dep_, t.head.i, t.lemma_) for t in a] == [(t.tag_, t.dep_, t.head.i, t.lemma_) for t in b]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("threads", "use_blis"), [(1, False), (2, True)])
+def test_numpy_gemm_is_chosen_only_when_blas_runs_one_thread(threads, use_blis):  # noqa: ANN001
+    from threadpoolctl import threadpool_limits
+
+    from detectors.nlp import blas_single_threaded, load_pipeline
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        single = blas_single_threaded()
+        shared = load_pipeline(DEFAULT_MODEL)
+    if threads == 1:
+        assert single
+    elif single:  # a one-core machine: OpenBLAS will not run two threads, so numpy stays the choice
+        use_blis = False
+    flags = {getattr(node.ops, "use_blis", None) for _n, c in shared.nlp.pipeline
+             if hasattr(getattr(c, "model", None), "walk") for node in c.model.walk()}
+    assert flags == {use_blis}
