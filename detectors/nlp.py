@@ -242,10 +242,17 @@ def use_numpy_gemm(nlp: Language) -> None:
 
 
 def blas_single_threaded() -> bool:
-    """Whether numpy's BLAS runs one thread (threadpoolctl's view; True where no pool is found)."""
+    """Whether numpy's BLAS (the one thinc's NumpyOps calls) runs one thread, in threadpoolctl's view.
+
+    Other BLAS copies in the process (scipy wheels bundle their own) do not matter here; where numpy's
+    cannot be told apart (no pool under numpy's install), every BLAS pool must run one thread."""
+    import numpy
     from threadpoolctl import threadpool_info
 
-    return all(int(p.get("num_threads", 1)) <= 1 for p in threadpool_info() if p.get("user_api") == "blas")
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    home = str(Path(numpy.__file__).resolve().parent)
+    own = [p for p in pools if str(p.get("filepath", "")).startswith((home, home + ".libs"))]
+    return all(int(p.get("num_threads", 1)) <= 1 for p in (own or pools))
 
 
 def load_pipeline(model_name: str, *, numpy_gemm: bool | None = None) -> SharedNLP:

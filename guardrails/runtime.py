@@ -121,6 +121,7 @@ def limit_blas_threads(n: int) -> int | None:
     matrix products through numpy's BLAS (detectors.nlp.use_numpy_gemm); one NER pass over 1,000
     characters measured 10.9 ms wall / 10.9 ms CPU with one thread against 10.0 ms wall / 19 ms CPU with
     two, and much worse when the other core was busy."""
+    import numpy  # noqa: F401 - load numpy's BLAS first, or there is nothing to cap yet
     from threadpoolctl import threadpool_info, threadpool_limits
 
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
