@@ -231,7 +231,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="presidio-synth half: dev = first half (tuning), report = second half")
     ap.add_argument("--speed-n", type=int, default=0, help="number of 1,000-char texts to time")
     ap.add_argument("--no-wnut", action="store_true")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="cap numpy's BLAS threads first, as `trustwall serve` does (0: leave as is)")
     args = ap.parse_args(argv)
+    if args.blas_threads:
+        from guardrails.runtime import limit_blas_threads
+
+        limit_blas_threads(args.blas_threads)
     if not (eval_dir() / "presidio-synth-pii").exists():
         print(f"eval data not found at {eval_dir()} (set TRUSTWALL_EVAL_DATA)", file=sys.stderr)
         return 2
@@ -248,8 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     _, base = make_presidio()
     t2 = time.perf_counter()
-    print(f"  trustwall load {t1 - t0:.1f} s (spaCy components run: {sorted(det.shared.required)}); "
-          f"presidio load {t2 - t1:.1f} s (full pipeline)")
+    gemm = {str(getattr(n.ops, "use_blis", "?")) for _c, comp in det.shared.nlp.pipeline
+            if hasattr(getattr(comp, "model", None), "walk") for n in comp.model.walk()}
+    print(f"  trustwall load {t1 - t0:.1f} s (spaCy components run: {sorted(det.shared.required)}; matrix products: "
+          f"{'blis' if gemm == {'True'} else 'numpy BLAS'}, BLAS threads capped at {args.blas_threads or 'no cap'}); "
+          f"presidio load {t2 - t1:.1f} s (full pipeline, thinc's default blis)")
     thr = policy_thresholds()
 
     print("\nlabel mapping presidio-synth -> scored type (None: not scored):")
