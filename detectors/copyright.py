@@ -2,8 +2,18 @@
 
 The corpus is managed with `trustwall corpus add|remove|list|stats` and persisted in
 `<data_dir>/copyright/index.npz` (see detectors/copyright_index.py). The detector loads it once, at
-start-up, and builds the datasketch MinHashLSH there. An empty or absent corpus finds nothing and costs
-nothing (no tokenising, no hashing).
+start-up. Candidate sources come from the exact inverted index of the corpus's shingles (default) or the
+datasketch MinHashLSH (`candidates: lsh|both`, built at start-up only then). An empty or absent corpus
+finds nothing and costs nothing (no tokenising, no hashing).
+
+Heavy paraphrase (document level): when at least `doc_min_containment` of the output's distinct word
+3-grams occur inside one region of one source (about twice the output's length) and that is at least
+`doc_min_shingles` 3-grams, the finding has category
+`copyright_paraphrase`, score = that local containment, span = first to last covered output word, and
+evidence {source_id, title, licence, containment, local_containment, shingles, output_shingles, spans,
+source_start, source_end} (spans: the merged output spans the shared 3-grams cover). It is left out when
+span findings of the same source with similarity >= `doc_skip_similarity` (0.8, the default policy's
+copyright threshold) already cover 80% of those spans (a verbatim copy is reported once).
 
 Each finding: category `copyright` (or `copyright_cite` for works the policy lets through with a
 citation), score = similarity (share of the span's words covered by word 3-grams shared with the
@@ -22,7 +32,7 @@ import asyncio
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -30,10 +40,11 @@ from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.types import CallContext, Finding, Judgement
 
 if TYPE_CHECKING:  # pragma: no cover
-    from detectors.copyright_index import CorpusIndex, Match
+    from detectors.copyright_index import CorpusIndex, DocMatch, Match
 
 CATEGORY = "copyright"
 CITE_CATEGORY = "copyright_cite"
+PARAPHRASE_CATEGORY = "copyright_paraphrase"
 
 
 class CopyrightOptions(Options):
@@ -46,9 +57,26 @@ class CopyrightOptions(Options):
     cite_licences: list[str] = Field(default_factory=list, description="licences reported as copyright_cite")
     query_stride: int = Field(4, ge=1, le=32, description="words between query windows slid over the output")
     max_findings: int = Field(16, ge=1, le=1000)
+    candidates: Literal["exact", "lsh", "both"] = Field(
+        "exact", description="candidate sources: exact inverted index of shingles, MinHash LSH, or both")
+    doc_min_containment: float = Field(0.25, gt=0, le=1, description="document level: share of the output's "
+                                       "3-grams inside one source region (heavy paraphrase)")
+    doc_min_shingles: int = Field(20, ge=1, le=100_000, description="document level: fewest shared 3-grams")
+    document_findings: bool = Field(True, description="report heavy paraphrase at document level")
+    doc_skip_similarity: float = Field(0.8, ge=0, le=1, description="no document-level finding where spans of this "
+                                       "similarity (the policy's copyright threshold) from the same source cover it")
 
 
-def citation_for(m: Match) -> str:
+def _spans_cover(d: DocMatch, matches: Sequence[Match], share: float = 0.8) -> bool:
+    """The span findings of the same source already cover `share` of the document-level spans (so the
+    document-level finding would add nothing)."""
+    total = sum(e - s for s, e in d.spans)
+    covered = sum(max(0, min(e, me) - max(s, ms)) for s, e in d.spans
+                  for m in matches if m.source_id == d.source_id for ms, me in (m.span,))
+    return covered >= share * total
+
+
+def citation_for(m: Match | DocMatch) -> str:
     return f"{m.title} ({m.source_id})" if m.title and m.title != m.source_id else m.source_id
 
 
@@ -63,13 +91,13 @@ class CopyrightDetector:
         self.options = options
         self.source = source
         self._exclude = allow_filter(options.allow_sources, options.allow_licences)
-        if len(index):
+        if len(index) and options.candidates != "exact":
             index.build_lsh()
 
     def info(self) -> dict[str, Any]:
         return {"corpus": self.source, "documents": len(self.index), "device": "cpu"}
 
-    def _cite(self, m: Match) -> bool:
+    def _cite(self, m: Match | DocMatch) -> bool:
         o = self.options
         if m.licence is not None and m.licence.casefold() in {x.casefold() for x in o.cite_licences}:
             return True
@@ -87,11 +115,29 @@ class CopyrightDetector:
             ev["citation"] = citation_for(m)
         return Finding(self.name, cat, m.similarity, m.span, ev)
 
+    def doc_finding(self, d: DocMatch) -> Finding:
+        ev: dict[str, Any] = {
+            "source_id": d.source_id, "title": d.title, "licence": d.licence,
+            "containment": round(d.containment, 4), "local_containment": round(d.local_containment, 4),
+            "shingles": d.shingles, "output_shingles": d.output_shingles, "spans": [list(s) for s in d.spans],
+            "source_start": d.source_span[0], "source_end": d.source_span[1],
+        }
+        cat = PARAPHRASE_CATEGORY
+        if self._cite(d):
+            cat = CITE_CATEGORY
+            ev["citation"] = citation_for(d)
+        return Finding(self.name, cat, d.local_containment, (d.spans[0][0], d.spans[-1][1]), ev)
+
     def check(self, text: str) -> list[Finding]:
         o = self.options
-        matches = self.index.search(text, min_words=o.min_words, max_gap=o.max_gap, query_stride=o.query_stride,
-                                    exclude=self._exclude)
-        return [self.finding(m) for m in matches[:o.max_findings]]
+        matches, docs = self.index.search_all(text, min_words=o.min_words, max_gap=o.max_gap,
+                                              query_stride=o.query_stride, exclude=self._exclude,
+                                              candidates=o.candidates, doc_sources=4 if o.document_findings else 0)
+        out = [self.finding(m) for m in matches]
+        out += [self.doc_finding(d) for d in docs
+                if d.spans and d.local_containment >= o.doc_min_containment and d.shingles >= o.doc_min_shingles
+                and not _spans_cover(d, [m for m in matches if m.similarity >= o.doc_skip_similarity])]
+        return out[:o.max_findings]
 
     async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
         if not len(self.index):
@@ -128,6 +174,8 @@ def _build(spec, options: CopyrightOptions, build: BuildContext) -> CopyrightDet
 
 
 TYPE = DetectorType(
-    "copyright", CopyrightOptions, _build, categories=(CATEGORY, CITE_CATEGORY), stages=("output",),
-    description="verbatim and near-verbatim reuse of the registered corpus (MinHash LSH, exact verification)",
+    "copyright", CopyrightOptions, _build, categories=(CATEGORY, CITE_CATEGORY, PARAPHRASE_CATEGORY),
+    stages=("output",),
+    description="verbatim and near-verbatim reuse of the registered corpus (exact shingle index or MinHash LSH, "
+                "exact verification) and document-level heavy paraphrase",
 )

@@ -1,6 +1,21 @@
-"""The protected-corpus index: per-document word offsets and shingle hashes, MinHash signatures of
-overlapping windows, a datasketch MinHashLSH over those windows, and the search that verifies LSH
-candidates exactly on their shingles and merges hits into spans.
+"""The protected-corpus index: per-document word offsets and shingle hashes, an exact inverted index of
+those shingles, MinHash signatures of overlapping windows with a datasketch MinHashLSH over them, and
+the search that verifies candidates exactly on their shingles and merges hits into spans.
+
+Candidate stages (`search(..., candidates=...)`):
+- "exact": the inverted index `inv`, ONE sorted uint64 array with (shingle hash << 32 | global shingle
+  index) per shingle occurrence, looked up in bulk with np.searchsorted. A document is a candidate when
+  at least `min_hits` distinct output shingles occur in it (shingles with more than `max_postings`
+  occurrences in the whole corpus are too common to nominate candidates, but they still count in the
+  exact containment of a candidate). No MinHash, no LSH: nothing is missed by sampling.
+- "lsh": MinHash windows in a datasketch MinHashLSH (Jaccard of 32-shingle windows; misses heavily
+  revised text and costs much more memory: Python dicts of band keys).
+- "both": the union.
+
+`documents()` gives the document-level view used for heavy paraphrase: per candidate source, the share
+of the output's distinct shingles found in that source (exact containment), and the same share inside
+the best source region of about twice the output's length ("local containment", so chance 3-gram hits
+spread over a long book do not add up), with the output spans those shingles cover.
 
 Persistence: ONE file, `index.npz` (numpy arrays, loaded with allow_pickle=False) holding a JSON
 manifest (`meta`, utf-8 bytes as a uint8 array: format name, version, parameters, documents) next to
@@ -28,9 +43,14 @@ from detectors.copyright_text import MinHasher, Tokens, covered_words, runs, shi
 from guardrails.errors import TrustwallError
 
 FORMAT = "trustwall-copyright-index"
-VERSION = 1
+VERSION = 2  # 2: + the inverted index `inv`; version 1 files load (the inverted index is derived from `shingles`)
+READABLE_VERSIONS = (1, 2)
 INDEX_FILE = "index.npz"
-_ARRAYS = ("word_off", "word_start", "word_end", "sh_off", "shingles", "win_doc", "win_start", "win_key", "sigs")
+_ARRAYS_V1 = ("word_off", "word_start", "word_end", "sh_off", "shingles", "win_doc", "win_start", "win_key", "sigs")
+_ARRAYS = _ARRAYS_V1 + ("inv",)
+_LOW = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+MAX_SHINGLES = 2**32 - 1  # global shingle indexes are the low 32 bits of an inverted-index entry
 
 
 class CorpusError(TrustwallError):
@@ -111,13 +131,82 @@ class _Arrays:
     win_start: np.ndarray  # int32: first shingle of the window (in its doc)
     win_key: np.ndarray  # int64: stable LSH key, increasing
     sigs: np.ndarray  # uint32 (n_win, num_perm)
+    inv: np.ndarray  # uint64 sorted: (shingle hash << 32) | global shingle index, one per shingle occurrence
 
     @classmethod
     def empty(cls, num_perm: int) -> _Arrays:
         z64 = np.zeros(1, dtype=np.int64)
         return cls(z64, np.zeros(0, np.int32), np.zeros(0, np.int32), z64.copy(), np.zeros(0, np.uint32),
                    np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64),
-                   np.zeros((0, num_perm), np.uint32))
+                   np.zeros((0, num_perm), np.uint32), np.zeros(0, np.uint64))
+
+
+def inverted_keys(shingles: np.ndarray, base: int = 0) -> np.ndarray:
+    """Sorted inverted-index entries for shingles whose global indexes start at `base`."""
+    pos = np.arange(base, base + len(shingles), dtype=np.uint64)
+    keys = (shingles.astype(np.uint64) << _S32) | pos
+    keys.sort()
+    return keys
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s + n) for each (s, n), vectorised."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offs = np.cumsum(lengths) - lengths
+    return np.repeat(starts.astype(np.int64) - offs, lengths) + np.arange(total, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A document nominated by the exact stage: distinct output shingles found in it (rare ones only)."""
+
+    doc: int  # index in CorpusIndex.docs
+    hits: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocMatch:
+    """Document-level reuse: how much of the output's shingle set one source contains."""
+
+    source_id: str
+    title: str
+    licence: str | None
+    containment: float  # share of the output's distinct shingles found anywhere in the source
+    local_containment: float  # ... found inside one source region of about twice the output's length
+    shingles: int  # distinct output shingles counted in local_containment
+    output_shingles: int  # distinct shingles of the output
+    spans: tuple[tuple[int, int], ...]  # output code-point spans covered by those shingles (merged)
+    source_span: tuple[int, int]  # code points of the source region
+
+
+def _merge_sorted(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Merge two sorted uint64 arrays (O(n): insert positions found by searchsorted)."""
+    if len(old) == 0:
+        return new
+    if len(new) == 0:
+        return old
+    out = np.empty(len(old) + len(new), dtype=np.uint64)
+    at = np.searchsorted(old, new, side="right") + np.arange(len(new))
+    mask = np.ones(len(out), dtype=bool)
+    mask[at] = False
+    out[at] = new
+    out[mask] = old
+    return out
+
+
+def _drop_from_inverted(inv: np.ndarray, keep_shingle: np.ndarray) -> np.ndarray:
+    """Entries of kept shingles, renumbered to the compacted global indexes (order, hence sorting, kept)."""
+    pos = (inv & _LOW).astype(np.int64)
+    keep = keep_shingle[pos]
+    new_index = (np.cumsum(keep_shingle) - 1).astype(np.uint64)
+    kept = inv[keep]
+    return (kept & ~_LOW) | new_index[pos[keep]]
+
+
+# one document ready to append: metadata, (word starts, word ends), shingle hashes, window starts, signatures
+_Part = tuple[SourceDoc, tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray, np.ndarray]
 
 
 def _sha(text: str) -> str:
@@ -161,6 +250,7 @@ class CorpusIndex:
             "words": int(len(a.word_start)),
             "shingles": int(len(a.shingles)),
             "windows": int(len(a.win_doc)),
+            "inverted_entries": int(len(a.inv)),
             "array_bytes": int(nbytes),
             "params": asdict(self.params),
             "lsh_threshold": round(self.lsh_threshold(), 3),
@@ -210,7 +300,7 @@ class CorpusIndex:
             seen.add(d.id)
             if d.id in self._pos and not replace:
                 raise CorpusError(f"{where}document id {d.id!r} is already in the corpus (use --replace)")
-        parts: list[tuple[SourceDoc, Tokens, np.ndarray, np.ndarray, np.ndarray]] = []
+        parts: list[_Part] = []
         for batch in self._batches(docs):
             for d, (toks, wh) in zip(batch, self._hash_batch(batch)):
                 parts.append(self._doc_part(d, toks, wh))
@@ -223,7 +313,7 @@ class CorpusIndex:
         return [d.id for d in docs]
 
     def _doc_part(self, d: Document, toks: Tokens, wh: np.ndarray
-                  ) -> tuple[SourceDoc, Tokens, np.ndarray, np.ndarray, np.ndarray]:
+                  ) -> _Part:
         p = self.params
         sh = shingle_hashes(wh, p.shingle)
         if len(sh) == 0:
@@ -233,28 +323,34 @@ class CorpusIndex:
             raise CorpusError(f"document {d.id!r} is too large (2 GiB of text)")
         starts, sigs = self.hasher.window_signatures(sh, p.window, p.stride)
         meta = SourceDoc(d.id, d.title or d.id, d.licence, len(toks), len(d.text), _sha(d.text), time.time())
-        return meta, toks, sh, starts, sigs
+        # word offsets as int32 arrays only: the word strings are dropped here, not kept for the whole import
+        return meta, (toks.starts.astype(np.int32), toks.ends.astype(np.int32)), sh, starts, sigs
 
-    def _append(self, parts: Sequence[tuple[SourceDoc, Tokens, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    def _append(self, parts: Sequence[_Part]) -> None:
         if not parts:
             return
         a = self._a
         base = len(self.docs)
-        n_words = np.array([len(p[1]) for p in parts], dtype=np.int64)
+        n_words = np.array([len(p[1][0]) for p in parts], dtype=np.int64)
         n_sh = np.array([len(p[2]) for p in parts], dtype=np.int64)
         n_win = [len(p[3]) for p in parts]
         keys = np.arange(self._next_key, self._next_key + sum(n_win), dtype=np.int64)
+        total_sh = int(a.sh_off[-1] + n_sh.sum())
+        if total_sh > MAX_SHINGLES:
+            raise CorpusError(f"the corpus would hold {total_sh:,} shingles; at most {MAX_SHINGLES:,} fit in one index")
+        added_inv = inverted_keys(np.concatenate([p[2] for p in parts]), int(a.sh_off[-1]))
         self._next_key += int(sum(n_win))
         new = _Arrays(
             word_off=np.concatenate((a.word_off, a.word_off[-1] + np.cumsum(n_words))),
-            word_start=np.concatenate([a.word_start] + [p[1].starts.astype(np.int32) for p in parts]),
-            word_end=np.concatenate([a.word_end] + [p[1].ends.astype(np.int32) for p in parts]),
+            word_start=np.concatenate([a.word_start] + [p[1][0] for p in parts]),
+            word_end=np.concatenate([a.word_end] + [p[1][1] for p in parts]),
             sh_off=np.concatenate((a.sh_off, a.sh_off[-1] + np.cumsum(n_sh))),
             shingles=np.concatenate([a.shingles] + [p[2] for p in parts]),
             win_doc=np.concatenate([a.win_doc] + [np.full(n, base + i, np.int32) for i, n in enumerate(n_win)]),
             win_start=np.concatenate([a.win_start] + [p[3].astype(np.int32) for p in parts]),
             win_key=np.concatenate((a.win_key, keys)),
             sigs=np.concatenate([a.sigs] + [p[4] for p in parts], axis=0),
+            inv=_merge_sorted(a.inv, added_inv),
         )
         self._a = new
         for p in parts:
@@ -289,6 +385,7 @@ class CorpusIndex:
             shingles=a.shingles[sh_mask],
             win_doc=new_index[a.win_doc[win_mask]].astype(np.int32),
             win_start=a.win_start[win_mask], win_key=a.win_key[win_mask], sigs=a.sigs[win_mask],
+            inv=_drop_from_inverted(a.inv, sh_mask),
         )
         self.docs = [d for d, k in zip(self.docs, keep_doc) if k]
         self._pos = {d.id: i for i, d in enumerate(self.docs)}
@@ -343,32 +440,176 @@ class CorpusIndex:
             return np.zeros(0, dtype=np.int64)
         return np.searchsorted(self._a.win_key, np.fromiter(keys, dtype=np.int64, count=len(keys)))
 
-    def search(self, text: str, *, min_words: int = 20, max_gap: int = 3, query_stride: int = 4,
-               exclude: Callable[[SourceDoc], bool] | None = None, max_sources: int = 32) -> list[Match]:
-        """Find verified reuse of protected documents in `text`, best first, spans not overlapping."""
+    # ---------------------------------------------------------------------------- exact stage
+
+    def _query(self, text: str) -> tuple[Tokens, np.ndarray]:
+        toks = tokenize(text)
+        return toks, shingle_hashes(word_hashes(toks.words), self.params.shingle)
+
+    def exact_candidates(self, qsh: np.ndarray, *, min_hits: int = 3, max_postings: int = 1024) -> list[Candidate]:
+        """Documents holding at least `min_hits` distinct query shingles, most hits first. Shingles with more
+        than `max_postings` occurrences in the corpus do not nominate (their postings are not read)."""
+        inv = self._a.inv
+        if len(inv) == 0 or len(qsh) == 0:
+            return []
+        uq = np.unique(qsh).astype(np.uint64) << _S32
+        lo = np.searchsorted(inv, uq, side="left")
+        hi = np.searchsorted(inv, uq | _LOW, side="right")
+        df = hi - lo
+        use = np.flatnonzero((df > 0) & (df <= max_postings))
+        if len(use) == 0:
+            return []
+        entries = _ranges(lo[use], df[use])
+        doc = np.searchsorted(self._a.sh_off, (inv[entries] & _LOW).astype(np.int64), side="right") - 1
+        qid = np.repeat(use, df[use])
+        pairs = np.unique(doc * len(uq) + qid)  # distinct (document, query shingle)
+        hits = np.bincount(pairs // len(uq))
+        cands = np.flatnonzero(hits >= min_hits)
+        order = cands[np.argsort(-hits[cands], kind="stable")]
+        return [Candidate(int(d), int(hits[d])) for d in order.tolist()]
+
+    def _doc_hits(self, uq: np.ndarray, di: int, max_per_shingle: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For distinct query shingle hashes `uq` and document `di`: (found mask per uq, query index and
+        in-document shingle position of each occurrence; at most `max_per_shingle` per shingle)."""
+        a = self._a
+        s0, s1 = int(a.sh_off[di]), int(a.sh_off[di + 1])
+        keys = uq.astype(np.uint64) << _S32
+        lo = np.searchsorted(a.inv, keys | np.uint64(s0), side="left")
+        hi = np.searchsorted(a.inv, keys | np.uint64(s1), side="left")
+        n = np.minimum(hi - lo, max_per_shingle)
+        entries = _ranges(lo, n)
+        pos = (a.inv[entries] & _LOW).astype(np.int64) - s0
+        return hi > lo, np.repeat(np.arange(len(uq)), n), pos
+
+    def _dense_starts(self, uq: np.ndarray, di: int, min_hits: int, max_per_shingle: int = 8) -> np.ndarray:
+        """Starts (multiples of stride) of the source windows of `window` shingles that hold at least
+        `min_hits` distinct query shingles: the exact counterpart of an LSH window candidate, so that
+        verification looks only where hits cluster, not around every chance occurrence of a common 3-gram."""
+        p = self.params
+        _, qid, pos = self._doc_hits(uq, di, max_per_shingle)
+        if len(pos) == 0:
+            return np.zeros(0, dtype=np.int64)
+        per = p.window // p.stride
+        pairs = np.unique((pos // p.stride) * len(uq) + qid)  # distinct (bucket, query shingle)
+        buckets, counts = np.unique(pairs // len(uq), return_counts=True)
+        csum = np.concatenate(([0], np.cumsum(counts)))
+        # hits in the window starting at bucket b: buckets b .. b + per - 1 (every window holding a hit starts
+        # at most per - 1 buckets before it)
+        first = np.unique(np.maximum(buckets[:, None] - np.arange(per)[None, :], 0).ravel())
+        lo = np.searchsorted(buckets, first, side="left")
+        hi = np.searchsorted(buckets, first + per, side="left")
+        return first[(csum[hi] - csum[lo]) >= min_hits] * p.stride
+
+    def containment(self, text: str, *, min_hits: int = 3) -> dict[str, float]:
+        """Per exact candidate source: share of the text's distinct shingles found anywhere in that source."""
+        if not self.docs:
+            return {}
+        _, qsh = self._query(text)
+        uq = np.unique(qsh)
+        return {self.docs[c.doc].id: float(self._doc_hits(uq, c.doc, 0)[0].mean())
+                for c in self.exact_candidates(qsh, min_hits=min_hits)}
+
+    def documents(self, text: str, *, min_hits: int = 3, max_sources: int = 4, max_gap: int = 3,
+                  exclude: Callable[[SourceDoc], bool] | None = None) -> list[DocMatch]:
+        """Document-level reuse for the exact candidates with most hits, best local containment first."""
         if not self.docs:
             return []
+        toks, qsh = self._query(text)
+        return self._documents(toks, qsh, self.exact_candidates(qsh, min_hits=min_hits), max_sources, max_gap, exclude)
+
+    def _documents(self, toks: Tokens, qsh: np.ndarray, cands: Sequence[Candidate], max_sources: int, max_gap: int,
+                   exclude: Callable[[SourceDoc], bool] | None) -> list[DocMatch]:
+        a, k = self._a, self.params.shingle
+        uq, inv_q = np.unique(qsh, return_inverse=True)
+        n_q = len(uq)
+        width = 2 * n_q + self.params.window  # source region: about twice the output, plus one window of slack
+        out: list[DocMatch] = []
+        for c in cands:
+            if len(out) >= max_sources:
+                break
+            src = self.docs[c.doc]
+            if exclude is not None and exclude(src):
+                continue
+            found, qid, pos = self._doc_hits(uq, c.doc)
+            if len(pos) == 0:
+                continue
+            order = np.argsort(pos, kind="stable")
+            pos, qid = pos[order], qid[order]
+            ends = np.searchsorted(pos, pos + width, side="left")
+            best = int(np.argmax(ends - np.arange(len(pos))))
+            local_q = np.unique(qid[best:ends[best]])
+            in_local = np.zeros(n_q, dtype=bool)
+            in_local[local_q] = True
+            cov = covered_words(in_local[inv_q], k, len(toks))
+            spans = tuple((int(toks.starts[s]), int(toks.ends[e - 1])) for s, e in runs(cov, max_gap))
+            sel = pos[best:ends[best]][in_local[qid[best:ends[best]]]]
+            w0 = int(a.word_off[c.doc])
+            src_span = (int(a.word_start[w0 + int(sel.min())]), int(a.word_end[w0 + int(sel.max()) + k - 1]))
+            out.append(DocMatch(src.id, src.title, src.licence, float(found.mean()), len(local_q) / n_q,
+                                len(local_q), n_q, spans, src_span))
+        out.sort(key=lambda m: m.local_containment, reverse=True)
+        return out
+
+    # ---------------------------------------------------------------------------- search
+
+    def search(self, text: str, *, min_words: int = 20, max_gap: int = 3, query_stride: int = 4,
+               exclude: Callable[[SourceDoc], bool] | None = None, max_sources: int = 32,
+               candidates: str = "exact", min_hits: int = 3) -> list[Match]:
+        """Find verified reuse of protected documents in `text`, best first, spans not overlapping.
+        `candidates`: "exact" (inverted index), "lsh" (MinHash LSH windows) or "both"."""
+        return self.search_all(text, min_words=min_words, max_gap=max_gap, query_stride=query_stride, exclude=exclude,
+                               max_sources=max_sources, candidates=candidates, min_hits=min_hits)[0]
+
+    def search_all(self, text: str, *, min_words: int = 20, max_gap: int = 3, query_stride: int = 4,
+                   exclude: Callable[[SourceDoc], bool] | None = None, max_sources: int = 32,
+                   candidates: str = "exact", min_hits: int = 3, doc_sources: int = 0
+                   ) -> tuple[list[Match], list[DocMatch]]:
+        """`search` plus, when `doc_sources` > 0, the document-level view of that many exact candidates
+        (one tokenisation and one candidate lookup for both)."""
+        if candidates not in ("exact", "lsh", "both"):
+            raise ValueError("candidates must be 'exact', 'lsh' or 'both'")
+        if not self.docs:
+            return [], []
         p = self.params
-        toks = tokenize(text)
-        if len(toks) < max(min_words, p.shingle):
-            return []
-        qsh = shingle_hashes(word_hashes(toks.words), p.shingle)
-        step = max(1, min(query_stride, p.window))
-        qwin = (p.window // step) * step
-        _, qsigs = self.hasher.window_signatures(qsh, qwin, step)
-        rows = self.candidates(qsigs)
-        if len(rows) == 0:
-            return []
+        toks, qsh = self._query(text)
+        if len(qsh) == 0:
+            return [], []
         a = self._a
-        docs_of = a.win_doc[rows]
-        uniq, counts = np.unique(docs_of, return_counts=True)
-        if exclude is not None:
-            keep = np.fromiter((not exclude(self.docs[d]) for d in uniq.tolist()), dtype=bool, count=len(uniq))
-            uniq, counts = uniq[keep], counts[keep]
-        order = np.argsort(-counts, kind="stable")[:max_sources]
+        starts_of: dict[int, list[np.ndarray]] = {}
+        score: dict[int, int] = {}
+        exact: list[Candidate] = []
+        if candidates != "lsh" or doc_sources:
+            exact = self.exact_candidates(qsh, min_hits=min_hits)
+        docs_out = self._documents(toks, qsh, exact, doc_sources, max_gap, exclude) if doc_sources else []
+        if len(toks) < max(min_words, p.shingle):
+            return [], docs_out
+        if candidates != "lsh":
+            uq = np.unique(qsh)
+            for c in exact[:max_sources]:
+                if exclude is not None and exclude(self.docs[c.doc]):
+                    continue
+                dense = self._dense_starts(uq, c.doc, min_hits)
+                if len(dense):
+                    starts_of.setdefault(c.doc, []).append(dense)
+                    score[c.doc] = c.hits
+        if candidates != "exact":
+            step = max(1, min(query_stride, p.window))
+            qwin = (p.window // step) * step
+            _, qsigs = self.hasher.window_signatures(qsh, qwin, step)
+            rows = self.candidates(qsigs)
+            docs_of = a.win_doc[rows]
+            uniq, counts = np.unique(docs_of, return_counts=True)
+            if exclude is not None and len(uniq):
+                keep = np.fromiter((not exclude(self.docs[d]) for d in uniq.tolist()), dtype=bool, count=len(uniq))
+                uniq, counts = uniq[keep], counts[keep]
+            order = np.argsort(-counts, kind="stable")[:max_sources]
+            for di, n in zip(uniq[order].tolist(), counts[order].tolist()):
+                starts_of.setdefault(di, []).append(a.win_start[rows[docs_of == di]].astype(np.int64))
+                score[di] = max(score.get(di, 0), int(n))
+        chosen_docs = sorted(score, key=lambda d: -score[d])[:max_sources]
         found: list[tuple[float, Match]] = []
-        for di in uniq[order].tolist():
-            starts = np.sort(a.win_start[rows[docs_of == di]])
+        for di in chosen_docs:
+            starts = np.unique(np.concatenate(starts_of[di]))
             found.extend(self._verify(di, starts, toks, qsh, min_words, max_gap))
         found.sort(key=lambda t: t[0], reverse=True)
         chosen: list[Match] = []
@@ -377,24 +618,7 @@ class CorpusIndex:
             if any(min(e, c.span[1]) - max(s, c.span[0]) > (e - s) / 2 for c in chosen):
                 continue
             chosen.append(m)
-        return chosen
-
-    def containment(self, text: str) -> dict[str, float]:
-        """Per LSH-candidate source: share of the text's shingles found anywhere in that source
-        (a whole-text score, e.g. for ranking; spans come from `search`)."""
-        if not self.docs:
-            return {}
-        p, a = self.params, self._a
-        qsh = shingle_hashes(word_hashes(tokenize(text).words), p.shingle)
-        if len(qsh) == 0:
-            return {}
-        _, qsigs = self.hasher.window_signatures(qsh, p.window, 4)
-        rows = self.candidates(qsigs)
-        out: dict[str, float] = {}
-        for di in np.unique(a.win_doc[rows]).tolist():
-            src = a.shingles[int(a.sh_off[di]):int(a.sh_off[di + 1])]
-            out[self.docs[di].id] = float(np.isin(qsh, src).mean())
-        return out
+        return chosen, docs_out
 
     def _verify(self, di: int, win_starts: np.ndarray, toks: Tokens, qsh: np.ndarray,
                 min_words: int, max_gap: int) -> list[tuple[float, Match]]:
@@ -404,7 +628,7 @@ class CorpusIndex:
         # the source region: candidate windows widened by one window on each side
         lo = np.clip(win_starts - p.window, 0, n_src)
         hi = np.clip(win_starts + 2 * p.window, 0, n_src)
-        idx = np.unique(np.concatenate([np.arange(x, y) for x, y in zip(lo.tolist(), hi.tolist())]))
+        idx = np.unique(_ranges(lo, hi - lo))
         region = a.shingles[s0 + idx]
         order = np.argsort(region, kind="stable")
         sorted_region = region[order]
@@ -481,10 +705,15 @@ class CorpusIndex:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
                 if meta.get("format") != FORMAT:
                     raise CorpusError(f"{path}: not a trustwall copyright index")
-                if meta.get("version") != VERSION:
-                    raise CorpusError(f"{path}: index version {meta.get('version')} is not supported "
-                                      f"(this trustwall reads version {VERSION}); re-add the corpus")
-                arrays = _Arrays(**{n: z[n] for n in _ARRAYS})
+                version = meta.get("version")
+                if version not in READABLE_VERSIONS:
+                    raise CorpusError(f"{path}: index version {version!r} is not supported (this trustwall reads "
+                                      f"versions {', '.join(map(str, READABLE_VERSIONS))}); rebuild it: move the file "
+                                      "away and run `trustwall corpus add` on the source texts again")
+                loaded = {n: z[n] for n in (_ARRAYS if version == VERSION else _ARRAYS_V1)}
+                if version == 1:  # no inverted index yet: derive it (written as version 2 on the next save)
+                    loaded["inv"] = inverted_keys(np.asarray(loaded["shingles"], dtype=np.uint32))
+                arrays = _Arrays(**loaded)
         except CorpusError:
             raise
         except (OSError, ValueError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -502,7 +731,13 @@ class CorpusIndex:
         ok = (len(a.word_off) == n + 1 and len(a.sh_off) == n + 1 and a.word_off[-1] == len(a.word_start) == len(a.word_end)
               and a.sh_off[-1] == len(a.shingles) and len(a.win_doc) == len(a.win_start) == len(a.win_key) == len(a.sigs)
               and a.sigs.ndim == 2 and a.sigs.shape[1] == self.params.num_perm
-              and (len(a.win_doc) == 0 or (int(a.win_doc.max()) < n and int(a.win_doc.min()) >= 0)))
+              and (len(a.win_doc) == 0 or (int(a.win_doc.max()) < n and int(a.win_doc.min()) >= 0))
+              and a.inv.dtype == np.uint64 and a.shingles.dtype == np.uint32 and len(a.inv) == len(a.shingles)
+              and (len(a.inv) == 0 or (bool(np.all(a.inv[1:] >= a.inv[:-1]))
+                                        and int((a.inv & _LOW).max()) < len(a.shingles))))
+        if ok and len(a.inv):  # a strided sample of inverted entries must point at shingles with their hash
+            sample = a.inv[:: max(1, len(a.inv) // 4096)]
+            ok = bool(np.array_equal((sample >> _S32).astype(np.uint32), a.shingles[(sample & _LOW).astype(np.int64)]))
         if not ok:
             raise CorpusError(f"{path}: corpus index is inconsistent (arrays do not match the manifest)")
 
@@ -525,5 +760,5 @@ def allow_filter(sources: Sequence[str], licences: Sequence[str]) -> Callable[[S
     return allowed
 
 
-__all__ = ["CorpusError", "CorpusIndex", "Document", "IndexParams", "Match", "SourceDoc", "allow_filter",
+__all__ = ["Candidate", "CorpusError", "CorpusIndex", "DocMatch", "Document", "IndexParams", "Match", "SourceDoc", "allow_filter",
            "default_index_path"]

@@ -188,6 +188,6 @@ def stats(
     if as_json:
         typer.echo(json.dumps(st))
         return
-    for k in ("path", "documents", "words", "shingles", "windows", "file_bytes", "lsh_threshold"):
+    for k in ("path", "documents", "words", "shingles", "inverted_entries", "windows", "file_bytes", "lsh_threshold"):
         typer.echo(f"{k}: {st[k]:,}" if isinstance(st[k], int) else f"{k}: {st[k]}")
     typer.echo("params: " + ", ".join(f"{k}={v}" for k, v in st["params"].items()))

@@ -285,3 +285,106 @@ async def test_default_policy_copyright_entry_uses_the_data_dir_corpus(tmp_path:
     assert [f.evidence["source_id"] for f in found] == ["tale"]
     assert spec.rule_for("output", found[0].category).action == "block"
     assert spec.rule_for("output", CITE_CATEGORY).action == "flag"
+
+
+# ----------------------------------------------------------------------------------- exact stage, document level
+
+
+def _words(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def test_exact_containment_on_a_hand_made_corpus() -> None:
+    idx = CorpusIndex()
+    src = _words("s", 100)
+    idx.add([Document("src", " ".join(src), "Source"), Document("other", " ".join(_words("o", 50) + src[:4]), "Other")])
+    # 20 source words (18 of the output's 3-grams), then 20 new words: 38 distinct 3-grams, 18 found in "src"
+    out = src[:20] + _words("x", 20)
+    assert idx.containment(" ".join(out)) == {"src": pytest.approx(18 / 38)}  # "other": 2 hits < min_hits
+    assert idx.containment(" ".join(out), min_hits=2) == {"src": pytest.approx(18 / 38), "other": pytest.approx(2 / 38)}
+    qsh = shingle_hashes(word_hashes(out), 3)
+    assert [(idx.docs[c.doc].id, c.hits) for c in idx.exact_candidates(qsh)] == [("src", 18)]  # "other": 2 < min_hits
+    assert [(idx.docs[c.doc].id, c.hits) for c in idx.exact_candidates(qsh, min_hits=2)] == [("src", 18), ("other", 2)]
+    # a 3-gram that occurs more often than max_postings does not nominate, but still counts once nominated
+    assert [c.hits for c in idx.exact_candidates(qsh, max_postings=1, min_hits=2)] == [16]
+    (d, o) = idx.documents(" ".join(out), min_hits=2)
+    assert (d.source_id, d.shingles, d.output_shingles) == ("src", 18, 38)
+    assert d.containment == d.local_containment == pytest.approx(18 / 38)
+    text = " ".join(out)
+    assert d.spans == ((0, len(" ".join(src[:20]))),)
+    assert d.source_span == (0, len(" ".join(src[:20])))
+    assert (o.source_id, o.shingles) == ("other", 2) and text[o.spans[0][0]:o.spans[0][1]] == "s0 s1 s2 s3"
+
+
+def test_local_containment_ignores_hits_spread_over_a_long_source() -> None:
+    idx = CorpusIndex()
+    # the output's 3-grams occur in the source, but each pair of words 400 words from the next
+    pieces = [_words(f"p{j}q", 3) for j in range(12)]
+    filler = [_words(f"f{j}q", 400) for j in range(12)]
+    idx.add([Document("long", " ".join(w for j in range(12) for w in pieces[j] + filler[j]), "Long")])
+    out = " ".join(w for p in pieces for w in p)  # 36 words, 34 3-grams, 12 of them in the source
+    (d,) = idx.documents(out)
+    assert d.containment == pytest.approx(12 / 34)
+    assert d.local_containment < d.containment and d.shingles <= 1  # the source region holds at most one
+    assert idx.search(out, min_words=8) == []
+
+
+def test_exact_stage_finds_a_revision_and_reports_it_at_document_level(corpus: CorpusIndex, tmp_path: Path) -> None:
+    rng = random.Random(3)
+    src = " ".join(prose(400, random.Random(11)).split())  # doc0 of the corpus
+    words = src.split()[:200]
+    revised = [w if i % 4 else rng.choice(["really", "indeed", "so", "quite"]) for i, w in enumerate(words)]
+    text = " ".join(revised)  # every 4th word replaced: no run of 20 words at similarity 0.8, half the 3-grams kept
+    assert "doc0" in corpus.containment(text)
+    spans, docs = corpus.search_all(text, doc_sources=4)
+    assert not any(m.similarity >= 0.8 for m in spans)
+    best = docs[0]
+    assert best.source_id == "doc0" and 0.24 < best.local_containment < 0.27 and best.shingles >= 20
+    from detectors.copyright import PARAPHRASE_CATEGORY, CopyrightDetector
+
+    det = CopyrightDetector("c", corpus, CopyrightOptions(doc_min_containment=0.2))
+    found = det.check(text)
+    assert all(f.score < 0.8 for f in found if f.category == "copyright")  # weak spans only: below the policy threshold
+    (f,) = [f for f in found if f.category == PARAPHRASE_CATEGORY]
+    assert f.evidence["source_id"] == "doc0" and f.score == pytest.approx(best.local_containment, abs=1e-4)
+    assert f.evidence["spans"] and f.span == (f.evidence["spans"][0][0], f.evidence["spans"][-1][1])
+    assert set(f.evidence) >= {"source_id", "title", "containment", "local_containment", "shingles", "source_start"}
+    off = CopyrightDetector("c", corpus, CopyrightOptions(document_findings=False))
+    assert not [f for f in off.check(text) if f.category == PARAPHRASE_CATEGORY]
+    strict = CopyrightDetector("c", corpus, CopyrightOptions(doc_min_containment=0.3))
+    assert not [f for f in strict.check(text) if f.category == PARAPHRASE_CATEGORY]
+    # a verbatim copy is reported by its span, not again at document level
+    assert [f.category for f in det.check(SOURCE_A)] == ["copyright"]
+
+
+def test_candidate_modes_agree_on_verbatim_copies_and_lsh_is_built_only_when_asked() -> None:
+    from detectors.copyright import CopyrightDetector
+
+    idx = CorpusIndex()
+    idx.add([Document("tale", SOURCE_A, "Tale")] + [Document(f"n{i}", prose(300, random.Random(i))) for i in range(5)])
+    CopyrightDetector("c", idx, CopyrightOptions())
+    assert idx._lsh is None  # default: exact stage only, no LSH memory
+    for mode in ("exact", "lsh", "both"):
+        (m,) = idx.search("Quote: " + SOURCE_A, candidates=mode)
+        assert m.source_id == "tale" and m.similarity == 1.0
+    with pytest.raises(ValueError, match="candidates"):
+        idx.search(SOURCE_A, candidates="fuzzy")
+    idx2 = CorpusIndex()
+    idx2.add([Document("tale", SOURCE_A, "Tale")])
+    CopyrightDetector("c", idx2, CopyrightOptions(candidates="both"))
+    assert idx2._lsh is not None
+
+
+def test_empty_corpus_costs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import detectors.copyright_index as ci
+
+    idx = CorpusIndex()
+
+    def boom(*_a: object) -> None:
+        raise AssertionError("tokenised with an empty corpus")
+
+    monkeypatch.setattr(ci, "tokenize", boom)
+    assert idx.search(SOURCE_A) == [] and idx.search_all(SOURCE_A, doc_sources=4) == ([], [])
+    assert idx.containment(SOURCE_A) == {} and idx.documents(SOURCE_A) == []
+    assert idx.exact_candidates(np.arange(5, dtype=np.uint32)) == []
+    assert idx.stats()["inverted_entries"] == 0 and idx.stats()["array_bytes"] < 200

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from detectors.copyright_index import FORMAT, CorpusError, CorpusIndex, Document
+from detectors.copyright_index import FORMAT, VERSION, CorpusError, CorpusIndex, Document, inverted_keys
 from detectors.copyright_sources import read_sources, strip_gutenberg
 from guardrails.cli import app
 
@@ -40,15 +40,18 @@ def test_persistence_round_trip(tmp_path: Path) -> None:
     path = idx.save(tmp_path / "c" / "index.npz")
     back = CorpusIndex.load(path)
     assert back.docs == idx.docs and back.params == idx.params
-    for name in ("word_off", "word_start", "word_end", "sh_off", "shingles", "win_doc", "win_start", "win_key", "sigs"):
+    for name in ("word_off", "word_start", "word_end", "sh_off", "shingles", "win_doc", "win_start", "win_key", "sigs", "inv"):
         assert np.array_equal(getattr(back._a, name), getattr(idx._a, name)), name
+        assert getattr(back._a, name).dtype == getattr(idx._a, name).dtype, name
+    assert back._a.inv.dtype == np.uint64 and len(back._a.inv) == len(back._a.shingles) > 0
     text = "intro words here " + excerpt(3)
+    assert back.containment(text) == idx.containment(text) and back.containment(text)["d3"] > 0.9
     assert [(m.source_id, m.span, m.source_span) for m in back.search(text)] == \
            [(m.source_id, m.span, m.source_span) for m in idx.search(text)]
     # the file is plain numpy + JSON: no pickle needed to read it
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(bytes(z["meta"]))
-    assert meta["format"] == FORMAT and meta["version"] == 1 and meta["docs"][5]["licence"] == "CC-BY-4.0"
+    assert meta["format"] == FORMAT and meta["version"] == VERSION == 2 and meta["docs"][5]["licence"] == "CC-BY-4.0"
     assert "text" not in meta["docs"][0]
 
 
@@ -70,6 +73,88 @@ def test_incremental_add_and_remove_keep_search_consistent(tmp_path: Path) -> No
                [(m.source_id, m.span, m.source_span) for m in fresh.search(excerpt(i, 20, 90))]
     idx.save(tmp_path / "i.npz")
     assert CorpusIndex.load(tmp_path / "i.npz").ids() == ["d0", "d2", "d3", "d4"]
+
+
+def _inverted_reference(idx: CorpusIndex) -> np.ndarray:
+    """The inverted index written out naively: one (hash << 32 | global shingle index) per shingle, sorted."""
+    return np.array(sorted((int(h) << 32) | i for i, h in enumerate(idx._a.shingles.tolist())), dtype=np.uint64)
+
+
+def test_inverted_index_stays_exact_through_incremental_add_and_remove() -> None:
+    idx = CorpusIndex()
+    idx.add(docs(3))
+    idx.add(docs(3, start=3) + [Document("dup", prose(200, 1) + " tail words here", "Copy of d1")])
+    assert np.array_equal(idx._a.inv, _inverted_reference(idx))
+    idx.remove(["d1", "d4"])
+    idx.add([Document("d0", prose(150, 40), "replaced")], replace=True)
+    assert idx.ids() == ["d2", "d3", "d5", "dup", "d0"]
+    assert np.array_equal(idx._a.inv, _inverted_reference(idx))
+    fresh = CorpusIndex()
+    fresh.add([Document("d2", prose(200, 2)), Document("d3", prose(200, 3)), Document("d5", prose(200, 5)),
+               Document("dup", prose(200, 1) + " tail words here"), Document("d0", prose(150, 40))])
+    assert np.array_equal(idx._a.inv, fresh._a.inv)  # same entries as an index built from scratch
+    # containment reads the updated index: d1 is gone, its copy "dup" still holds all of the excerpt
+    assert idx.containment(excerpt(1)) == {"dup": 1.0}
+    assert idx.containment(excerpt(4)) == {}
+    idx.remove(idx.ids())
+    assert len(idx._a.inv) == 0 and idx.containment(excerpt(2)) == {} and idx.search_all(excerpt(2)) == ([], [])
+
+
+def test_version_1_index_loads_and_other_versions_ask_for_a_rebuild(tmp_path: Path) -> None:
+    idx = CorpusIndex()
+    idx.add(docs(3))
+    path = idx.save(tmp_path / "index.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+    meta = json.loads(bytes(arrays.pop("meta")))
+
+    def write(name: str, version: object, drop_inv: bool) -> Path:
+        m = dict(meta, version=version)
+        out = {k: v for k, v in arrays.items() if not (drop_inv and k == "inv")}
+        np.savez(tmp_path / name, meta=np.frombuffer(json.dumps(m).encode(), dtype=np.uint8), **out)
+        return tmp_path / name
+
+    v1 = CorpusIndex.load(write("v1.npz", 1, drop_inv=True))  # written by the previous release: no inverted index
+    assert np.array_equal(v1._a.inv, idx._a.inv)
+    assert [m.source_id for m in v1.search(excerpt(2))] == ["d2"]
+    v1.save(tmp_path / "v1.npz")  # the next write upgrades the file
+    with np.load(tmp_path / "v1.npz") as z:
+        assert json.loads(bytes(z["meta"]))["version"] == 2 and "inv" in z.files
+    for bad in (3, 0, "2"):
+        with pytest.raises(CorpusError, match=r"version .* is not supported .*rebuild it.*trustwall corpus add"):
+            CorpusIndex.load(write("vx.npz", bad, drop_inv=False))
+    with pytest.raises(CorpusError, match="unreadable corpus index"):  # a version-2 file without its inverted index
+        CorpusIndex.load(write("v2-no-inv.npz", 2, drop_inv=True))
+
+
+@pytest.mark.parametrize("damage", ["unsorted", "short", "wrong_hash", "out_of_range", "dtype"])
+def test_damaged_inverted_index_is_rejected(tmp_path: Path, damage: str) -> None:
+    idx = CorpusIndex()
+    idx.add(docs(2))
+    path = idx.save(tmp_path / "good.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+    inv = arrays["inv"].copy()
+    if damage == "unsorted":
+        inv[[0, -1]] = inv[[-1, 0]]
+    elif damage == "short":
+        inv = inv[:-1]
+    elif damage == "wrong_hash":
+        inv = np.sort(inv ^ np.uint64(1 << 40))
+    elif damage == "out_of_range":
+        inv[-1] = (inv[-1] & ~np.uint64(0xFFFFFFFF)) | np.uint64(len(inv) + 5)
+    else:
+        inv = inv.astype(np.int64)
+    arrays["inv"] = inv
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(CorpusError, match="inconsistent"):
+        CorpusIndex.load(tmp_path / "bad.npz")
+
+
+def test_inverted_keys_sorted_and_based() -> None:
+    sh = np.array([7, 3, 7, 1], dtype=np.uint32)
+    assert inverted_keys(sh, 10).tolist() == [(1 << 32) | 13, (3 << 32) | 11, (7 << 32) | 10, (7 << 32) | 12]
+    assert inverted_keys(np.zeros(0, np.uint32)).dtype == np.uint64
 
 
 def test_add_is_all_or_nothing() -> None:
@@ -190,7 +275,8 @@ def test_cli_add_list_stats_remove(tmp_path: Path) -> None:
     r = cli(tmp_path, "stats", "--json")
     st = json.loads(r.output)
     assert st["documents"] == 4 and st["windows"] > 0 and st["file_bytes"] == index_file.stat().st_size
-    assert "documents: 4" in cli(tmp_path, "stats").output
+    assert st["inverted_entries"] == st["shingles"] == 120 * 3 - 6 + 300 - 2
+    assert "documents: 4" in cli(tmp_path, "stats").output and "inverted_entries: 652" in cli(tmp_path, "stats").output
     assert "j1" in cli(tmp_path, "list").output
     r = cli(tmp_path, "remove", "j1")
     assert r.exit_code == 0 and "corpus now has 3" in r.output
