@@ -528,6 +528,25 @@ class GuardedCall:
                     held.append({"index": key[1], "function": {"arguments": rest}})
             return held
 
+        async def close_choice(idx: int) -> tuple[list[bytes], bool]:
+            """Check and release what choice `idx` still holds (tool-call arguments, then the text tail):
+            the chunks to send, and False when a check blocked (`blocked` is set)."""
+            nonlocal blocked
+            held = await finish_calls(idx)
+            if held is None:
+                return [], False
+            out = []
+            if held:
+                out.append(self._chunk(meta, [{"index": idx, "delta": {"tool_calls": held}, "finish_reason": None}]))
+            stream = streams[idx]
+            tail = await stream.finish()
+            if stream.blocked:
+                blocked = stream
+                return out, False
+            if tail:
+                out.append(self._chunk(meta, [self._text_choice(idx, tail)]))
+            return out, True
+
         def block_chunks() -> list[bytes]:
             assert blocked is not None
             message = blocked.decision.message or st.policy.messages.block_output
@@ -613,18 +632,11 @@ class GuardedCall:
                     if blocked is not None:
                         break
                     for idx, reason in reasons.items():
-                        held = await finish_calls(idx)
-                        if held is None:
+                        out, closed = await close_choice(idx)
+                        for chunk in out:
+                            yield chunk
+                        if not closed:
                             break
-                        if held:
-                            yield self._chunk(meta, [{"index": idx, "delta": {"tool_calls": held}, "finish_reason": None}])
-                        stream = streams[idx]
-                        tail = await stream.finish()
-                        if stream.blocked:
-                            blocked = stream
-                            break
-                        if tail:
-                            yield self._chunk(meta, [self._text_choice(idx, tail)])
                         finished.add(idx)
                         yield self._chunk(meta, [self._text_choice(idx, "", reason)])
                     if blocked is not None:
@@ -632,20 +644,12 @@ class GuardedCall:
                     for chunk in late:
                         yield chunk
                 if blocked is None:
-                    for idx, stream in streams.items():
-                        if idx in finished:
-                            continue
-                        held = await finish_calls(idx)
-                        if held is None:
+                    for idx in [i for i in streams if i not in finished]:
+                        out, closed = await close_choice(idx)
+                        for chunk in out:
+                            yield chunk
+                        if not closed:
                             break
-                        if held:
-                            yield self._chunk(meta, [{"index": idx, "delta": {"tool_calls": held}, "finish_reason": None}])
-                        tail = await stream.finish()
-                        if stream.blocked:
-                            blocked = stream
-                            break
-                        if tail:
-                            yield self._chunk(meta, [self._text_choice(idx, tail)])
                 if blocked is not None:
                     for b in block_chunks():
                         yield b
