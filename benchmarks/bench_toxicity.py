@@ -435,9 +435,9 @@ def print_quality(r: dict[str, Any]) -> None:
               f"{_f(om['HR']['auprc'])} | {_f(om['V']['auprc'])} | {_f(om['any']['f1_at_policy'])} | "
               f"{_f(tg['roc_auc'])} | {_f(tg['neutral_fpr'])} | {_f(hb['fpr'], 4)} | {_f(jg['mean_auc'])} |")
     om0 = r["moderation"]["systems"][names[0]]
-    print(f"\nopenai-moderation base rates (AUPRC of a random scorer): " + ", ".join(
+    print("\nopenai-moderation base rates (AUPRC of a random scorer): " + ", ".join(
         f"{k} {_f(v['base_rate'])} ({v['pos']}/{v['n']})" for k, v in om0.items() if k in ("H", "HR", "V")))
-    print(f"H (toxicity score instead of identity_attack) AUPRC: " + ", ".join(
+    print("H (toxicity score instead of identity_attack) AUPRC: " + ", ".join(
         f"{n} {_f(r['moderation']['systems'][n]['H (toxicity)']['auprc'])}" for n in names))
     print("\nHateCheck accuracy per functionality (n):\n")
     print("| functionality | n | " + " | ".join(names) + " |")

@@ -3,7 +3,6 @@ proxy under uvicorn), an in-memory audit recorder, the test policy. Fixtures are
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from pathlib import Path
