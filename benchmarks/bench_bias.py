@@ -1,6 +1,6 @@
 """Bias post-check quality and speed on public stereotype suites nobody on this project wrote.
 
-    .venv/bin/python -m benchmarks.bench_bias [--quick] [--threshold 0.6] [--json OUT]
+    .venv/bin/python -m benchmarks.bench_bias [--quick] [--split report|dev|all] [--threshold 0.6] [--json OUT]
 
 Systems compared in the same run (same sentences):
 * trustwall bias: detectors/bias.py as shipped (lexicon + spaCy structure + ONNX classifier; the toxicity
@@ -15,14 +15,18 @@ Suites (eval-data, see MANIFEST.md): crows-pairs (pairwise accuracy and flag rat
 intrasentence subset (ROC-AUC stereotype vs anti-stereotype+unrelated), holisticbias (benign
 self-identification sentences: flag rate and spread across axes), bbq (ambiguous contexts: stereotyped
 answer vs "unknown" answer), and the latency of one 1,000-character answer.
-Nothing here trains or tunes: the classifier never saw these suites and the weights were fixed on the
-project's own sentences.
+Nothing here trains: the classifier never saw these suites and the weights were fixed on the project's
+own sentences. Each suite is split in two halves by a hash of a stable key (CrowS: the sent_more text;
+StereoSet: the context id; HolisticBias: the descriptor, so every sentence of a descriptor lands in one
+half; BBQ: category + example id). Error analysis and any rule change use the `dev` half only; the figures
+in RESULTS.md are the `report` half (the default), which nobody looked into.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import random
@@ -62,6 +66,15 @@ def roc_auc(pos: Sequence[float], neg: Sequence[float]) -> float:
         i = j + 1
     rp = sum(r for r, (_, lab) in zip(ranks, allv) if lab == 1)
     return (rp - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def half(key: str) -> str:
+    """Which half of a suite a row belongs to: "dev" (for error analysis) or "report" (for figures)."""
+    return "dev" if int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % 2 == 0 else "report"
+
+
+def keep(key: str, split: str) -> bool:
+    return split == "all" or half(key) == split
 
 
 def rate(xs: Sequence[float], thr: float) -> float:
@@ -130,11 +143,12 @@ class Systems:
 # --------------------------------------------------------------------------------------------- suites
 
 
-def crows(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: random.Random) -> dict[str, Any]:
+def crows(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: random.Random,
+          split: str = "all") -> dict[str, Any]:
     with open(data / "crows-pairs" / "crows_pairs_anonymized.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = [r for r in csv.DictReader(fh) if keep(r["sent_more"], split)]
     if quick:
-        rows = rng.sample(rows, 300)
+        rows = rng.sample(rows, min(300, len(rows)))
     more = sy.score([r["sent_more"] for r in rows])
     less = sy.score([r["sent_less"] for r in rows])
     kw_m, kw_l = more["keyword flagger"], less["keyword flagger"]
@@ -169,10 +183,12 @@ def crows(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng:
     return res
 
 
-def stereoset(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: random.Random) -> dict[str, Any]:
-    ctxs = json.loads((data / "stereoset-intrasentence-subset" / "dev.json").read_text(encoding="utf-8"))
+def stereoset(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: random.Random,
+              split: str = "all") -> dict[str, Any]:
+    ctxs = [c for c in json.loads((data / "stereoset-intrasentence-subset" / "dev.json").read_text(encoding="utf-8"))
+            if keep(str(c["id"]), split)]
     if quick:
-        ctxs = rng.sample(ctxs, 200)
+        ctxs = rng.sample(ctxs, min(200, len(ctxs)))
     sents, labels, types, cid = [], [], [], []
     for k, c in enumerate(ctxs):
         for s in c["sentences"]:
@@ -241,8 +257,9 @@ def holistic_sentences(data: Path) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def holistic(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: random.Random) -> dict[str, Any]:
-    allrows = holistic_sentences(data)
+def holistic(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: random.Random,
+             split: str = "all") -> dict[str, Any]:
+    allrows = [r for r in holistic_sentences(data) if keep(r[2], split)]
     n = 2000 if quick else 30000
     rows = rng.sample(allrows, min(n, len(allrows)))
     sc = sy.score([r[0] for r in rows])
@@ -275,12 +292,15 @@ def holistic(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, r
     return res
 
 
-def bbq(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: random.Random) -> dict[str, Any]:
+def bbq(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: random.Random,
+        split: str = "all") -> dict[str, Any]:
     pos, neg, dis = [], [], []  # texts: ambig+neg stereotyped answer, ambig unknown answer, disambig correct answer
     cats = []
     for f in sorted((data / "bbq").glob("*.jsonl")):
         for line in f.read_text(encoding="utf-8").splitlines():
             ex = json.loads(line)
+            if not keep(f"{ex['category']}/{ex['example_id']}", split):
+                continue
             stereo = {s.lower() for s in ex["additional_metadata"]["stereotyped_groups"]}
             info = ex["answer_info"]
 
@@ -422,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tox-threshold", type=float, default=0.7, help="toxicity identity_attack threshold (default policy: 0.7)")
     ap.add_argument("--json", type=Path, default=None, help="also write the full results as JSON")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--split", choices=("report", "dev", "all"), default="report",
+                    help="which half of each suite (default: report; dev is for error analysis)")
     a = ap.parse_args(argv)
     data = eval_dir()
     if not data.exists():
@@ -430,18 +452,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     sy = Systems(a.quick)
     rng = random.Random(a.seed)
-    res: dict[str, Any] = {"quick": a.quick, "threshold": a.threshold, "tox_threshold": a.tox_threshold,
+    res: dict[str, Any] = {"quick": a.quick, "split": a.split, "threshold": a.threshold, "tox_threshold": a.tox_threshold,
                            "machine": f"{os.cpu_count()}-core {os.uname().machine}", "notes": []}
     if sy.tox_note:
         res["notes"].append(sy.tox_note)
-    res["crows"] = crows(sy, data, a.quick, a.threshold, a.tox_threshold, rng)
-    res["stereoset"] = stereoset(sy, data, a.quick, a.threshold, a.tox_threshold, rng)
-    res["holisticbias"] = holistic(sy, data, a.quick, a.threshold, a.tox_threshold, rng)
-    res["bbq"] = bbq(sy, data, a.quick, a.threshold, a.tox_threshold, rng)
+    res["crows"] = crows(sy, data, a.quick, a.threshold, a.tox_threshold, rng, a.split)
+    res["stereoset"] = stereoset(sy, data, a.quick, a.threshold, a.tox_threshold, rng, a.split)
+    res["holisticbias"] = holistic(sy, data, a.quick, a.threshold, a.tox_threshold, rng, a.split)
+    res["bbq"] = bbq(sy, data, a.quick, a.threshold, a.tox_threshold, rng, a.split)
     res["latency"] = latency(sy, a.quick)
     res["seconds"] = time.perf_counter() - t0
     print_tables(res)
-    print(f"\n({res['seconds']:.0f} s, {res['machine']}; keyword flagger flags any identity term; toxicity thresholds {a.tox_threshold})")
+    print(f"\n({res['seconds']:.0f} s, {res['machine']}; {a.split} split; keyword flagger flags any identity term; toxicity thresholds {a.tox_threshold})")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1, default=float))
     return 0
