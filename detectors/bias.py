@@ -60,6 +60,8 @@ _OBJ_HOSTILE = {"hate", "despise", "fear", "distrust", "mistrust", "ban", "depor
 _DETS_INDIVIDUAL = {"a", "an", "this", "that", "one", "another", "each"}
 _DETS_QUANT = {"all", "most", "every", "no", "many", "these", "those", "any", "both", "such"}
 _PRONOUN_GENDER = {"he": "men", "him": "men", "his": "men", "she": "women", "her": "women", "hers": "women"}
+_PROXY_KINDS = frozenset({"pronoun", "name", "place", "attributive"})
+_ATTRIBUTIVE = frozenset({"race_ethnicity", "nationality", "religion", "socioeconomic", "sexual_orientation"})  # at most 0.6 * sqrt(0.2) = 0.27 < the 0.3 reporting cut-off
 _FIRST_PERSON = {"i", "we", "me", "us", "my", "our", "myself", "ourselves", "mine", "ours"}
 
 
@@ -83,6 +85,7 @@ class Group:
     nouns: tuple[str, ...]
     adjs: tuple[str, ...]
     assoc: frozenset[str]
+    assoc_not: frozenset[str] = frozenset()  # what a stereotype denies the group: "can't drive", "bad at math"
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ class Lexicon:
                 raise ValueError(f"unknown attribute {attr!r} in bias lexicon")
             for gid, g in groups.items():
                 grp = Group(attr, gid, bool(g["marginalised"]), g.get("counterpart"), tuple(g["nouns"]),
-                            tuple(g["adjs"]), frozenset(w.lower() for w in g.get("assoc", ())))
+                            tuple(g["adjs"]), frozenset(w.lower() for w in g.get("assoc", ())),
+                            frozenset(w.lower() for w in g.get("assoc_not", ())))
                 self.groups[gid] = grp
                 for kind, words in (("noun", grp.nouns), ("adj", grp.adjs)):
                     for w in words:
@@ -119,6 +123,27 @@ class Lexicon:
         frames = sorted(self.frames + self.quantifier_phrases, key=len, reverse=True)
         self.frame_rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(f) for f in frames) + r")(?!\w)", re.IGNORECASE)
         self._frame_set = {f.lower() for f in self.frames}
+        # names and titles: weak demographic proxies (case-sensitive, proper nouns only); one token each
+        self.names: dict[str, tuple[Group, ...]] = {}
+        self.name_kind: dict[str, str] = {}  # names | surnames | titles: a swap stays within its kind
+        for section in ("names", "surnames", "titles"):
+            for gid, words in raw.get(section, {}).items():
+                if gid not in self.groups:
+                    raise ValueError(f"bias lexicon {section!r} names unknown group {gid!r}")
+                for w in words:
+                    self.name_kind.setdefault(w, section)
+                    cur = self.names.get(w, ())
+                    if self.groups[gid] not in cur:
+                        self.names[w] = cur + (self.groups[gid],)
+        self.places: dict[str, tuple[Group, ...]] = {}
+        for gid, words in raw.get("places", {}).items():
+            if gid not in self.groups:
+                raise ValueError(f"bias lexicon 'places' names unknown group {gid!r}")
+            for w in words:
+                self.places[w] = self.places.get(w, ()) + (self.groups[gid],)
+        self.ambiguous_names = frozenset(raw.get("ambiguous_names", ()))  # also common words: need a PROPN tag
+        self.place_rx = re.compile(r"(?<![\w\-])(?:" + "|".join(re.escape(w) for w in sorted(self.places, key=len, reverse=True))
+                                   + r")(?![\w\-])") if self.places else re.compile(r"(?!x)x")
         counter = sorted(raw.get("counter_speech", ()), key=len, reverse=True)
         self.counter_rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(c) for c in counter) + r")(?!\w)" if counter
                                      else r"(?!x)x", re.IGNORECASE)
@@ -140,6 +165,13 @@ class Lexicon:
         with open(p, encoding="utf-8") as fh:
             return cls(json.load(fh))
 
+    def is_title(self, word: str) -> bool:
+        return self.name_kind.get(word) == "titles"
+
+    def names_of(self, gid: str, kind: str = "names") -> list[str]:
+        """Names of one kind (names, surnames, titles) that point to group `gid`, in lexicon order."""
+        return [n for n, gs in self.names.items() if self.name_kind[n] == kind and any(g.id == gid for g in gs)]
+
     def group_terms(self, gid: str) -> list[str]:
         g = self.groups[gid]
         return list(g.nouns) + list(g.adjs)
@@ -153,7 +185,7 @@ class Mention:
     group: Group
     start: int  # char offsets in the text
     end: int
-    kind: str  # noun | adj | pronoun
+    kind: str  # noun | adj | pronoun | name | place | attributive (the last four are weak proxies)
     head_i: int  # token index of the noun the claim is about
 
 
@@ -219,7 +251,8 @@ class BiasScorer:
     def may_mention(self, doc: Doc) -> bool:
         """Whether `mentions(doc)` can find anything; needs only the tokenised Doc (no parse), so the
         shared pipeline runs the parser just for texts where this holds."""
-        return self.lex.rx.search(doc.text) is not None or any(t.lower_ in _PRONOUN_GENDER for t in doc)
+        return self.lex.rx.search(doc.text) is not None or self.lex.place_rx.search(doc.text) is not None or any(
+            t.lower_ in _PRONOUN_GENDER or t.text in self.lex.names for t in doc)
 
     def mentions(self, doc: Doc) -> list[Mention]:
         text = doc.text
@@ -239,19 +272,37 @@ class BiasScorer:
                     nouns = []  # "the poor dog"
                 elif last.pos_ in ("ADJ",) and last.dep_ == "amod" and last.head.i >= span.end and adjs:
                     nouns = []  # "Chinese food": an adjective use, handled below
+            kind = ""
             if nouns:
                 chosen = [(t, last.i) for t in nouns]
             elif adjs:
                 head = self._person_head(doc, span)
                 if head is not None:
                     chosen = [(t, head) for t in adjs]
+                elif last.dep_ in ("amod", "compound", "nmod") and last.head.pos_ in ("NOUN", "PROPN"):
+                    # "an Italian gang", "the poor family's house": the group qualifies a thing, not a person
+                    chosen, kind = [(t, last.head.i) for t in adjs if t.group.attribute in _ATTRIBUTIVE], "attributive"
             for t, hi in chosen:
-                out.append(Mention(t.group, m.start(), m.end(), t.kind, hi))
+                out.append(Mention(t.group, m.start(), m.end(), kind or t.kind, hi))
         taken = {(mm.start, mm.end) for mm in out}
         for tok in doc:  # gendered pronouns: weak mentions, never a generalisation on their own
             g = _PRONOUN_GENDER.get(tok.lower_)
             if g and g in self.lex.groups and (tok.idx, tok.idx + len(tok)) not in taken:
                 out.append(Mention(self.lex.groups[g], tok.idx, tok.idx + len(tok), "pronoun", tok.i))
+        for pm in self.lex.place_rx.finditer(text):  # "the children in Syria": a place stands for its people
+            span = doc.char_span(pm.start(), pm.end(), alignment_mode="expand")
+            if span is not None and (pm.start(), pm.end()) not in taken:
+                for g in self.lex.places[pm.group(0)]:
+                    out.append(Mention(g, pm.start(), pm.end(), "place", span[-1].i))
+        for tok in doc:  # names and titles ("Jamal", "Mrs."): proxies for gender or ethnicity, never more
+            groups = self.lex.names.get(tok.text)
+            if not groups or (tok.idx, tok.idx + len(tok)) in taken:
+                continue
+            if not (tok.pos_ == "PROPN" or tok.tag_ in ("NNP", "NNPS") or self.lex.is_title(tok.text)
+                    or tok.text not in self.lex.ambiguous_names):
+                continue  # "Grace" the noun, "Will" the modal; "Tyrone" tagged NOUN still counts
+            for g in groups:
+                out.append(Mention(g, tok.idx, tok.idx + len(tok), "name", tok.i))
         return out
 
     def _person_head(self, doc: Doc, span: Span) -> int | None:
@@ -290,10 +341,10 @@ class BiasScorer:
     def structure(self, doc: Doc, sent: Span, m: Mention) -> tuple[float, dict[str, float]]:
         h = doc[m.head_i]
         sig: dict[str, float] = {}
-        if m.kind == "pronoun":
-            return 0.2, {"pronoun": 1.0}
+        if m.kind in _PROXY_KINDS:
+            return 0.2, {m.kind: 1.0}
         if self._self_identification(doc, sent, m, h):
-            return 0.0, {"self_identification": 1.0}
+            return 0.05, {"self_identification": 1.0}  # orders sentences, never reaches the cut-off
         plural = h.tag_ in ("NNS", "NNPS") or "Plur" in h.morph.get("Number") or (
             h.i == m.head_i and doc[h.i].text.lower().endswith("s") and m.kind == "noun")
         dets = {c.lower_ for c in h.children if c.dep_ in ("det", "predet", "amod", "nummod", "quantmod")}
@@ -393,14 +444,29 @@ class BiasScorer:
 
     def content(self, sent: Span, mentions: Sequence[Mention], m: Mention) -> dict[str, float]:
         covered = {i for mm in mentions for i in range(mm.start, mm.end)}
-        toks = [t for t in sent if t.idx not in covered and not t.is_punct]
+        heads = {mm.head_i for mm in mentions if mm.kind in ("adj", "attributive")}  # "low-income kids": not content
+        toks = [t for t in sent if t.idx not in covered and t.i not in heads and not t.is_punct]
         words = [(t.lower_, t.lemma_.lower()) for t in toks]
         neg = sum(1 for w, lem in words if w in self.lex.negative_traits or lem in self.lex.negative_traits)
         frames = sum(1 for x in self.lex.frame_rx.finditer(sent.text) if self.lex.is_frame(x.group(0)))
-        assoc = sum(1 for w, lem in words if w in m.group.assoc or lem in m.group.assoc)
+        g = m.group
+        consistent = anti = 0
+        for t, (w, lem) in zip(toks, words):
+            pos, den = (w in g.assoc or lem in g.assoc), (w in g.assoc_not or lem in g.assoc_not)
+            if not (pos or den):
+                continue
+            negated = _negated(t)
+            if pos and not negated:
+                consistent += 1  # "Black people will steal": affirms what the stereotype says
+            if den:
+                if negated:
+                    consistent += 1  # "women can't drive": denies what the stereotype denies
+                else:
+                    anti += 1  # "Susan expertly repaired the tractor": runs against the stereotype
         return {
             "negative": 1 - 0.5 ** (neg + frames),
-            "association": 1 - 0.45 ** assoc,
+            "association": 1 - 0.45 ** consistent,
+            "anti_stereotype": (1 - 0.5 ** anti) if consistent == 0 else 0.0,
         }
 
     # -- scoring ----------------------------------------------------------------------------------
@@ -430,7 +496,8 @@ class BiasScorer:
                 s, sig = self.structure(docs[di], sent, m)
                 c = self.content(sent, ms, m)
                 content = 1 - (1 - 0.6 * c["negative"]) * (1 - 0.8 * c["association"]) * (1 - 0.7 * pc) * (1 - pt)
-                prior = self.priors[m.group.marginalised] * (0.6 if m.kind == "pronoun" else 1.0)
+                content *= 1 - 0.5 * c["anti_stereotype"]
+                prior = self.priors[m.group.marginalised] * (0.6 if m.kind in _PROXY_KINDS else 1.0)
                 score = prior * math.sqrt(max(0.0, s) * max(0.0, content))
                 sig = {**sig, **c, "classifier": pc, "toxicity": pt, "structure": s, "content": content, "prior": prior}
                 cur = best.get(m.group.attribute)
@@ -445,6 +512,26 @@ class BiasScorer:
     @staticmethod
     def text_score(scores: Sequence[SentenceScore]) -> float:
         return max((s.score for s in scores), default=0.0)
+
+
+_NEG_EVALUATORS = frozenset({"bad", "terrible", "awful", "poor", "worse", "worst", "hopeless", "useless", "unable",
+                             "incapable", "never", "fail", "inept", "incompetent"})
+
+
+def _negated(t: Token) -> bool:
+    """Whether the sentence denies `t` ("won't steal", "can't drive", "bad at math", "aren't good drivers",
+    "unable to lead"). An object of a negated verb is not itself denied ("don't respect women")."""
+    if any(c.dep_ == "neg" for c in t.children):
+        return True
+    h = t.head
+    if t.dep_ == "pobj" and h.dep_ == "prep" and h.lower_ in ("at", "with") and h.head.lemma_.lower() in _NEG_EVALUATORS:
+        return True
+    if t.dep_ in ("xcomp", "acomp", "attr", "oprd", "advmod", "amod") and h is not t:
+        if any(c.dep_ == "neg" for c in h.children) or h.lemma_.lower() in _NEG_EVALUATORS:
+            return True
+        if t.dep_ == "amod" and h.dep_ in ("attr", "acomp") and any(c.dep_ == "neg" for c in h.head.children):
+            return True  # "aren't good drivers"
+    return any(c.dep_ in ("amod", "advmod") and c.lower_ in _NEG_EVALUATORS for c in t.children)  # "bad drivers"
 
 
 def _tight_span(text: str, start: int, end: int, m: Mention) -> tuple[int, int]:
@@ -604,7 +691,9 @@ def _match_case(src: str, repl: str) -> str:
 
 
 def swap_term(lex: Lexicon, phrase: str, kind: str, target: Group) -> str | None:
-    """A term of `target` that can stand where `phrase` (a noun or adjective form) stood."""
+    """A term of `target` that can stand where `phrase` (a noun, adjective or name) stood."""
+    if kind == "name":
+        return _swap_name(lex, phrase, target)
     if kind == "adj" and target.adjs:
         return _match_case(phrase, target.adjs[0])
     pool = [n for n in target.nouns if _is_plural(n) == _is_plural(phrase)]
@@ -616,6 +705,23 @@ def swap_term(lex: Lexicon, phrase: str, kind: str, target: Group) -> str | None
     if not pool:
         return None
     return _match_case(phrase, pool[0])
+
+
+def _swap_name(lex: Lexicon, name: str, target: Group) -> str | None:
+    """A name (or title) of `target` that keeps the source name's other proxies where it can: a Black
+    woman's first name becomes a white woman's, not a man's."""
+    kind = lex.name_kind.get(name, "names")
+    if kind == "titles":
+        pool = lex.names_of(target.id, "titles")
+        same_dot = [t for t in pool if t.endswith(".") == name.endswith(".")]
+        return (same_dot or pool or [None])[0]
+    keep_ = {g.id for g in lex.names.get(name, ()) if g.attribute != target.attribute}
+    best: tuple[int, int, str] | None = None
+    for i, cand in enumerate(lex.names_of(target.id, kind)):
+        shared = len(keep_ & {g.id for g in lex.names[cand]})
+        if best is None or (shared, -i) > (best[0], best[1]):
+            best = (shared, -i, cand)
+    return None if best is None else best[2]
 
 
 @dataclass(frozen=True)
@@ -630,7 +736,7 @@ def counterfactual_variants(scorer: BiasScorer, doc: Doc, *, all_groups: bool = 
     """Texts with the identity terms of one group swapped for its counterpart (or every other group of
     the same attribute when `all_groups`). All mentions of the swapped group change together."""
     lex = scorer.lex
-    mentions = [m for m in scorer.mentions(doc) if m.kind != "pronoun"]
+    mentions = [m for m in scorer.mentions(doc) if m.kind not in ("pronoun", "place")]  # names swap, pronouns stay
     by_group: dict[str, list[Mention]] = {}
     for m in mentions:
         by_group.setdefault(m.group.id, []).append(m)
