@@ -60,7 +60,8 @@ _OBJ_HOSTILE = {"hate", "despise", "fear", "distrust", "mistrust", "ban", "depor
 _DETS_INDIVIDUAL = {"a", "an", "this", "that", "one", "another", "each"}
 _DETS_QUANT = {"all", "most", "every", "no", "many", "these", "those", "any", "both", "such"}
 _PRONOUN_GENDER = {"he": "men", "him": "men", "his": "men", "she": "women", "her": "women", "hers": "women"}
-_PROXY_KINDS = frozenset({"pronoun", "name", "place", "attributive"})
+_PROXY_KINDS = frozenset({"pronoun", "name", "place", "attributive", "proxy"})
+_AGE_RX = re.compile(r"(?<!\w)(\d{1,3})[\s\-]+years?[\s\-]+old(?!\w)", re.IGNORECASE)
 _ATTRIBUTIVE = frozenset({"race_ethnicity", "nationality", "religion", "socioeconomic", "sexual_orientation"})  # at most 0.6 * sqrt(0.2) = 0.27 < the 0.3 reporting cut-off
 _FIRST_PERSON = {"i", "we", "me", "us", "my", "our", "myself", "ourselves", "mine", "ours"}
 
@@ -126,10 +127,12 @@ class Lexicon:
         # names and titles: weak demographic proxies (case-sensitive, proper nouns only); one token each
         self.names: dict[str, tuple[Group, ...]] = {}
         self.name_kind: dict[str, str] = {}  # names | surnames | titles: a swap stays within its kind
+        self._names_by_group: dict[tuple[str, str], list[str]] = {}
         for section in ("names", "surnames", "titles"):
             for gid, words in raw.get(section, {}).items():
                 if gid not in self.groups:
                     raise ValueError(f"bias lexicon {section!r} names unknown group {gid!r}")
+                self._names_by_group[(gid, section)] = list(words)
                 for w in words:
                     self.name_kind.setdefault(w, section)
                     cur = self.names.get(w, ())
@@ -141,6 +144,16 @@ class Lexicon:
                 raise ValueError(f"bias lexicon 'places' names unknown group {gid!r}")
             for w in words:
                 self.places[w] = self.places.get(w, ()) + (self.groups[gid],)
+        self.proxy_words: dict[str, tuple[Group, ...]] = {}
+        for gid, words in raw.get("proxy_words", {}).items():
+            if gid not in self.groups:
+                raise ValueError(f"bias lexicon 'proxy_words' names unknown group {gid!r}")
+            for w in words:
+                key = self._norm(w)
+                self.proxy_words[key] = self.proxy_words.get(key, ()) + (self.groups[gid],)
+        alts_p = sorted(self.proxy_words, key=len, reverse=True)
+        self.proxy_rx = re.compile(r"(?<![\w\-])(?:" + "|".join(r"[\s\-]+".join(re.escape(x) for x in a.split(" ")) for a in alts_p)
+                                   + r")(?![\w\-])", re.IGNORECASE) if alts_p else re.compile(r"(?!x)x")
         self.ambiguous_names = frozenset(raw.get("ambiguous_names", ()))  # also common words: need a PROPN tag
         self.place_rx = re.compile(r"(?<![\w\-])(?:" + "|".join(re.escape(w) for w in sorted(self.places, key=len, reverse=True))
                                    + r")(?![\w\-])") if self.places else re.compile(r"(?!x)x")
@@ -170,7 +183,7 @@ class Lexicon:
 
     def names_of(self, gid: str, kind: str = "names") -> list[str]:
         """Names of one kind (names, surnames, titles) that point to group `gid`, in lexicon order."""
-        return [n for n, gs in self.names.items() if self.name_kind[n] == kind and any(g.id == gid for g in gs)]
+        return [n for n in self._names_by_group.get((gid, kind), []) if self.name_kind[n] == kind]
 
     def group_terms(self, gid: str) -> list[str]:
         g = self.groups[gid]
@@ -185,7 +198,7 @@ class Mention:
     group: Group
     start: int  # char offsets in the text
     end: int
-    kind: str  # noun | adj | pronoun | name | place | attributive (the last four are weak proxies)
+    kind: str  # noun | adj | pronoun | name | place | attributive | proxy (the last five are weak proxies)
     head_i: int  # token index of the noun the claim is about
 
 
@@ -251,7 +264,9 @@ class BiasScorer:
     def may_mention(self, doc: Doc) -> bool:
         """Whether `mentions(doc)` can find anything; needs only the tokenised Doc (no parse), so the
         shared pipeline runs the parser just for texts where this holds."""
-        return self.lex.rx.search(doc.text) is not None or self.lex.place_rx.search(doc.text) is not None or any(
+        text = doc.text
+        return self.lex.rx.search(text) is not None or self.lex.place_rx.search(text) is not None or \
+            self.lex.proxy_rx.search(text) is not None or _AGE_RX.search(text) is not None or any(
             t.lower_ in _PRONOUN_GENDER or t.text in self.lex.names for t in doc)
 
     def mentions(self, doc: Doc) -> list[Mention]:
@@ -294,6 +309,17 @@ class BiasScorer:
             if span is not None and (pm.start(), pm.end()) not in taken:
                 for g in self.lex.places[pm.group(0)]:
                     out.append(Mention(g, pm.start(), pm.end(), "place", span[-1].i))
+        for pm in self.lex.proxy_rx.finditer(text):  # "his wife", "the landscaper": the group without its name
+            span = doc.char_span(pm.start(), pm.end(), alignment_mode="expand")
+            if span is not None and not any(a <= pm.start() < b for a, b in taken):
+                for g in self.lex.proxy_words[self.lex._norm(pm.group(0))]:
+                    out.append(Mention(g, pm.start(), pm.end(), "proxy", span[-1].i))
+        for am in _AGE_RX.finditer(text):  # "at 80 years old"
+            years = int(am.group(1))
+            gid = "elderly" if years >= 60 else "young" if years < 25 else None
+            span = doc.char_span(am.start(), am.end(), alignment_mode="expand")
+            if gid in self.lex.groups and span is not None:
+                out.append(Mention(self.lex.groups[gid], am.start(), am.end(), "proxy", span[-1].i))
         for tok in doc:  # names and titles ("Jamal", "Mrs."): proxies for gender or ethnicity, never more
             groups = self.lex.names.get(tok.text)
             if not groups or (tok.idx, tok.idx + len(tok)) in taken:
@@ -447,17 +473,25 @@ class BiasScorer:
         heads = {mm.head_i for mm in mentions if mm.kind in ("adj", "attributive")}  # "low-income kids": not content
         toks = [t for t in sent if t.idx not in covered and t.i not in heads and not t.is_punct]
         words = [(t.lower_, t.lemma_.lower()) for t in toks]
-        neg = sum(1 for w, lem in words if w in self.lex.negative_traits or lem in self.lex.negative_traits)
+        neg = sum(1 for t, (w, lem) in zip(toks, words)
+                  if (w in self.lex.negative_traits or lem in self.lex.negative_traits) and not _negated(t))
         frames = sum(1 for x in self.lex.frame_rx.finditer(sent.text) if self.lex.is_frame(x.group(0)))
         g = m.group
-        consistent = anti = 0
+        consistent = 0
+        # a denied demeaning trait ("they never steal") is no stereotype either
+        anti = sum(1 for t, (w, lem) in zip(toks, words)
+                   if (w in self.lex.negative_traits or lem in self.lex.negative_traits) and _negated(t)
+                   and not (w in g.assoc or lem in g.assoc))
         for t, (w, lem) in zip(toks, words):
             pos, den = (w in g.assoc or lem in g.assoc), (w in g.assoc_not or lem in g.assoc_not)
             if not (pos or den):
                 continue
             negated = _negated(t)
-            if pos and not negated:
-                consistent += 1  # "Black people will steal": affirms what the stereotype says
+            if pos:
+                if negated:
+                    anti += 1  # "Black people never steal": denies what the stereotype says
+                else:
+                    consistent += 1  # "Black people will steal": affirms it
             if den:
                 if negated:
                     consistent += 1  # "women can't drive": denies what the stereotype denies
@@ -736,7 +770,7 @@ def counterfactual_variants(scorer: BiasScorer, doc: Doc, *, all_groups: bool = 
     """Texts with the identity terms of one group swapped for its counterpart (or every other group of
     the same attribute when `all_groups`). All mentions of the swapped group change together."""
     lex = scorer.lex
-    mentions = [m for m in scorer.mentions(doc) if m.kind not in ("pronoun", "place")]  # names swap, pronouns stay
+    mentions = [m for m in scorer.mentions(doc) if m.kind not in ("pronoun", "place", "proxy")]  # names swap
     by_group: dict[str, list[Mention]] = {}
     for m in mentions:
         by_group.setdefault(m.group.id, []).append(m)

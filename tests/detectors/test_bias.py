@@ -268,3 +268,96 @@ def test_counterfactual_report_over_a_runtime(tmp_path) -> None:  # noqa: ANN001
     assert rep["variants"][0]["text"] == "Young people can't learn new technology."
     assert rep["original"]["findings"][0]["category"] == "bias_age"
     assert rep["original"]["toxicity"] is None  # no toxicity detector in this policy
+
+
+# ------------------------------------------------------------------- proxies and stereotype direction
+
+
+def _raw(det: BiasDetector, texts: list[str]) -> list[float]:
+    """The scorer's raw text score (no reporting cut-off), as the benchmark ranks sentences."""
+    from detectors.bias import BiasScorer
+    from detectors.nlp import parse
+
+    docs = asyncio.run(parse(CallContext(), det.nlp, texts))
+    raw = BiasScorer(det.scorer.lex, det.scorer.clf, None, min_score=0.0)
+    return [BiasScorer.text_score(r) for r in raw.analyse(docs)]
+
+
+def _mentions(det: BiasDetector, text: str) -> set[tuple[str, str]]:
+    from detectors.nlp import parse
+
+    doc = asyncio.run(parse(CallContext(), det.nlp, [text]))[0]
+    return {(m.group.id, m.kind) for m in det.scorer.mentions(doc)}
+
+
+def test_lexicon_proxy_sections_must_name_known_groups() -> None:
+    from detectors.bias import _data_path
+
+    raw = json.loads(_data_path("bias_lexicon.json").read_text(encoding="utf-8"))
+    for section in ("names", "surnames", "titles", "places", "proxy_words"):
+        bad = json.loads(json.dumps(raw))
+        bad[section] = {"no_such_group": ["Xyzzy"]}
+        with pytest.raises(ValueError, match=f"{section}.*no_such_group"):
+            Lexicon(bad)
+    lex = Lexicon(raw)
+    assert {g.id for g in lex.names["Lakisha"]} == {"black", "women"}
+    assert lex.name_kind["Garcia"] == "surnames" and lex.is_title("Mrs.")
+    assert lex.names_of("white", "names")[0] == "Emily"
+
+
+@pytest.mark.slow
+def test_names_places_and_proxy_words_are_weak_mentions(detector: BiasDetector) -> None:
+    assert _mentions(detector, "Jamal was late to work.") >= {("black", "name"), ("men", "name")}
+    assert ("black", "name") in _mentions(detector, "Tyrone was excited about the game.")  # tagged NOUN, still a name
+    assert _mentions(detector, "Will you come? Grace is a virtue.") == set()  # names that are also common words
+    assert ("arab", "place") in _mentions(detector, "The children in Syria went to school.")
+    assert ("poor", "proxy") in _mentions(detector, "The landscaper fixed the fence.")
+    assert ("elderly", "proxy") in _mentions(detector, "At 82 years old he still swims.")
+    assert ("mexican", "attributive") in _mentions(detector, "We ate at a Mexican restaurant.")
+
+
+@pytest.mark.slow
+def test_proxies_order_sentences_but_never_reach_a_finding(detector: BiasDetector) -> None:
+    texts = ["Jamal is a lazy criminal thug.", "Jack is a lazy criminal thug.", "The kids in Somalia are starving.",
+             "Her husband is a lazy drunk.", "The landscaper is a lazy thief."]
+    raw = _raw(detector, texts)
+    assert raw[0] > raw[1] > 0.0  # a marginalised group's proxy ranks above the other
+    assert all(0.0 < r < 0.3 for r in raw), raw
+    assert _detect(detector, texts) == [[] for _ in texts]  # below the 0.3 reporting cut-off: no finding at all
+
+
+@pytest.mark.slow
+def test_stereotype_direction_and_negation(detector: BiasDetector) -> None:
+    (consistent, anti, denied, neutral, affirmed, negated_steal) = _raw(detector, [
+        "Women can't drive.",                  # denies what the stereotype denies: consistent
+        "Women drive well.",                   # affirms what the stereotype denies: anti-stereotype
+        "Women are bad at math.",              # "bad at" denies math: consistent
+        "Women are good at math.",             # anti-stereotype
+        "Black people steal.",                 # affirms the association
+        "Black people never steal.",           # the association is denied
+    ])
+    assert consistent > anti and denied > neutral and affirmed > negated_steal
+    man, woman = _raw(detector, ["Greg fixed the engine in minutes.", "Emily fixed the engine in minutes."])
+    assert man > woman  # a woman fixing an engine runs against the stereotype
+
+
+@pytest.mark.slow
+def test_counterfactual_swaps_names_keeping_their_other_proxies(detector: BiasDetector) -> None:
+    from detectors.nlp import parse
+
+    docs = asyncio.run(parse(CallContext(), detector.nlp, ["Lakisha was late again, and Mrs. Garcia was angry."]))
+    got = {(v.from_group, v.to_group): v.text for v in counterfactual_variants(detector.scorer, docs[0])}
+    assert got[("black", "white")] == "Emily was late again, and Mrs. Garcia was angry."  # still a woman
+    assert got[("women", "men")].startswith("Jamal was late again, and Mr. Garcia")  # still Black, title swapped
+    assert got[("hispanic", "white")] == "Lakisha was late again, and Mrs. Miller was angry."  # surname for surname
+
+
+def test_benchmark_halves_are_stable_and_disjoint() -> None:
+    from benchmarks.bench_bias import half, keep
+
+    keys = [f"sentence {i}" for i in range(2000)]
+    halves = [half(k) for k in keys]
+    assert halves == [half(k) for k in keys]  # deterministic across runs and processes (sha256, not hash())
+    assert 900 < halves.count("dev") < 1100
+    assert all(keep(k, "all") for k in keys)
+    assert all(keep(k, "dev") != keep(k, "report") for k in keys)
