@@ -61,6 +61,7 @@ _DETS_INDIVIDUAL = {"a", "an", "this", "that", "one", "another", "each"}
 _DETS_QUANT = {"all", "most", "every", "no", "many", "these", "those", "any", "both", "such"}
 _PRONOUN_GENDER = {"he": "men", "him": "men", "his": "men", "she": "women", "her": "women", "hers": "women"}
 _PROXY_KINDS = frozenset({"pronoun", "name", "place", "attributive", "proxy"})
+PROXY_MAX = 0.6 * math.sqrt(0.2)  # the most a proxy mention can score: prior 1.0 x 0.6, structure 0.2, content 1.0
 _AGE_RX = re.compile(r"(?<!\w)(\d{1,3})[\s\-]+years?[\s\-]+old(?!\w)", re.IGNORECASE)
 _ATTRIBUTIVE = frozenset({"race_ethnicity", "nationality", "religion", "socioeconomic", "sexual_orientation"})  # at most 0.6 * sqrt(0.2) = 0.27 < the 0.3 reporting cut-off
 _FIRST_PERSON = {"i", "we", "me", "us", "my", "our", "myself", "ourselves", "mine", "ours"}
@@ -268,6 +269,17 @@ class BiasScorer:
         return self.lex.rx.search(text) is not None or self.lex.place_rx.search(text) is not None or \
             self.lex.proxy_rx.search(text) is not None or _AGE_RX.search(text) is not None or any(
             t.lower_ in _PRONOUN_GENDER or t.text in self.lex.names for t in doc)
+
+    @property
+    def proxies_count(self) -> bool:
+        """Whether proxy mentions (names, pronouns, places, ...) can reach `min_score`; they never can at the
+        detector's default 0.3, so there they are skipped. The benchmark and the probe rank raw scores (0.0)."""
+        return self.min_score <= PROXY_MAX
+
+    def may_find(self, doc: Doc) -> bool:
+        """Whether `analyse` can report anything for this text at `min_score`; needs only the tokenised Doc,
+        so the shared pipeline runs the parser just for texts where this holds."""
+        return self.may_mention(doc) if self.proxies_count else self.lex.rx.search(doc.text) is not None
 
     def mentions(self, doc: Doc) -> list[Mention]:
         text = doc.text
@@ -513,6 +525,8 @@ class BiasScorer:
         """Per doc, one SentenceScore per (sentence, attribute) with a group mention."""
         pending: list[tuple[int, Span, list[Mention]]] = []
         for di, doc in enumerate(docs):
+            if not self.proxies_count and self.lex.rx.search(doc.text) is None:
+                continue  # proxies alone cannot reach min_score (and the text may not be parsed)
             ms = self.mentions(doc)
             if not ms:
                 continue
@@ -693,7 +707,7 @@ def _build(spec: Any, options: BiasOptions, build: BuildContext) -> BiasDetector
     scorer = load_scorer(options, build)
     # The parse only matters for texts with a candidate mention (no mention, no score): gate it on one.
     nlp = get_nlp(build.resources, options.model, components=("tagger", "parser", "lemmatizer"), stages=spec.stages,
-                  when=scorer.may_mention)
+                  when=scorer.may_find)
     late = build if options.toxicity == "auto" else None
     return BiasDetector(spec.name, scorer, nlp, options.attributes, late)
 
