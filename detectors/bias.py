@@ -838,8 +838,15 @@ async def probe(bias_det: BiasDetector, text: str, *, toxicity: Any = None, all_
     docs = await parse(ctx, bias_det.nlp, [text])
     variants = counterfactual_variants(bias_det.scorer, docs[0], all_groups=all_groups)
     texts = [text] + [v.text for v in variants]
-    scores = await bias_det.analyse(texts, CallContext(route="counterfactual"))
-    bias = [BiasScorer.text_score(s) for s in scores]
+    if bias_det._late_toxicity is not None:
+        bias_det._resolve_late_toxicity()
+    # raw scores (min_score 0): a swapped name or pronoun moves the score even below the reporting cut-off
+    sc = bias_det.scorer
+    raw = BiasScorer(sc.lex, sc.clf, sc.toxicity, min_score=0.0, marginalised_prior=sc.priors[1], other_prior=sc.priors[0])
+    all_docs = await parse(CallContext(route="counterfactual"), bias_det.nlp, texts)  # no stage: the full parse
+    raw_scores = await asyncio.to_thread(raw.analyse, all_docs)
+    bias = [BiasScorer.text_score(s) for s in raw_scores]
+    scores = [[s for s in raw_scores[0] if s.score >= sc.min_score and s.attribute in bias_det.attributes]]
     tox: list[float | None] = [None] * len(texts)
     ident: list[float | None] = [None] * len(texts)
     if toxicity is not None:
