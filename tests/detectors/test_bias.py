@@ -367,6 +367,6 @@ def test_benchmark_halves_are_stable_and_disjoint() -> None:
 def test_probe_reports_raw_score_moves_for_name_swaps(detector: BiasDetector) -> None:
     rep = asyncio.run(probe(detector, "Jamal stole a car and was arrested again."))
     swaps = {(v["from"], v["to"]): v for v in rep["variants"]}
-    assert swaps[("black", "white")]["text"].startswith("Matthew stole")
+    assert swaps[("black", "white")]["text"].startswith("Greg stole")
     assert swaps[("black", "white")]["delta_bias"] < 0  # the association with crime belongs to the stereotype
     assert rep["original"]["bias"] > 0 and rep["original"]["findings"] == []  # a name alone is never a finding
