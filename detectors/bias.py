@@ -772,6 +772,21 @@ def _swap_name(lex: Lexicon, name: str, target: Group) -> str | None:
     return None if best is None else best[2]
 
 
+_PRONOUN_SWAP = {
+    "men": {"she": "he", "hers": "his", ("her", "PRP$"): "his", ("her", "PRP"): "him"},
+    "women": {"he": "she", "him": "her", ("his", "PRP$"): "her", ("his", "PRP"): "hers"},
+}
+
+
+def _swap_pronoun(word: str, tag: str, target: str) -> str | None:
+    table = _PRONOUN_SWAP.get(target)
+    if table is None:
+        return None
+    low = word.lower()
+    repl = table.get(low) or table.get((low, tag)) or table.get((low, "PRP$" if low == "his" else "PRP"))
+    return None if repl is None else _match_case(word, repl)
+
+
 @dataclass(frozen=True)
 class Variant:
     attribute: str
@@ -784,7 +799,7 @@ def counterfactual_variants(scorer: BiasScorer, doc: Doc, *, all_groups: bool = 
     """Texts with the identity terms of one group swapped for its counterpart (or every other group of
     the same attribute when `all_groups`). All mentions of the swapped group change together."""
     lex = scorer.lex
-    mentions = [m for m in scorer.mentions(doc) if m.kind not in ("pronoun", "place", "proxy")]  # names swap
+    mentions = [m for m in scorer.mentions(doc) if m.kind not in ("place", "proxy")]  # names and pronouns swap
     by_group: dict[str, list[Mention]] = {}
     for m in mentions:
         by_group.setdefault(m.group.id, []).append(m)
@@ -800,6 +815,13 @@ def counterfactual_variants(scorer: BiasScorer, doc: Doc, *, all_groups: bool = 
             new = text
             ok = True
             for m in sorted(ms, key=lambda x: x.start, reverse=True):
+                if m.kind == "pronoun":
+                    tok = doc[m.head_i]
+                    repl = _swap_pronoun(text[m.start:m.end], "PRP$" if tok.dep_ == "poss" else "PRP", tgt.id)
+                    if repl is None:
+                        continue  # a pronoun stays when the swap is not between women and men
+                    new = new[: m.start] + repl + new[m.end:]
+                    continue
                 repl = swap_term(lex, text[m.start:m.end], m.kind, tgt)
                 if repl is None:
                     ok = False

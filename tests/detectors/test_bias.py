@@ -350,6 +350,10 @@ def test_counterfactual_swaps_names_keeping_their_other_proxies(detector: BiasDe
     assert got[("black", "white")] == "Emily was late again, and Mrs. Garcia was angry."  # still a woman
     assert got[("women", "men")].startswith("Jamal was late again, and Mr. Garcia")  # still Black, title swapped
     assert got[("hispanic", "white")] == "Lakisha was late again, and Mrs. Miller was angry."  # surname for surname
+    docs = asyncio.run(parse(CallContext(), detector.nlp, ["She lost her keys, so Tom lent her his."]))
+    got = {(v.from_group, v.to_group): v.text for v in counterfactual_variants(detector.scorer, docs[0])}
+    assert got[("women", "men")] == "He lost his keys, so Tom lent him his."  # possessive vs object "her"
+    assert got[("men", "women")] == "She lost her keys, so Mary lent her hers."  # standalone "his" -> "hers"
 
 
 def test_benchmark_halves_are_stable_and_disjoint() -> None:
