@@ -31,7 +31,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -64,6 +64,7 @@ _PROXY_KINDS = frozenset({"pronoun", "name", "place", "attributive", "proxy"})
 PROXY_MAX = 0.6 * math.sqrt(0.2)  # the most a proxy mention can score: prior 1.0 x 0.6, structure 0.2, content 1.0
 _AGE_RX = re.compile(r"(?<!\w)(\d{1,3})[\s\-]+years?[\s\-]+old(?!\w)", re.IGNORECASE)
 _ATTRIBUTIVE = frozenset({"race_ethnicity", "nationality", "religion", "socioeconomic", "sexual_orientation"})  # at most 0.6 * sqrt(0.2) = 0.27 < the 0.3 reporting cut-off
+_PRONOUN_RX = re.compile(r"(?<![\w\-'])(?:" + "|".join(_PRONOUN_GENDER) + r")(?![\w\-])", re.IGNORECASE)
 _FIRST_PERSON = {"i", "we", "me", "us", "my", "our", "myself", "ourselves", "mine", "ours"}
 
 
@@ -76,6 +77,39 @@ def _model_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------------------- lexicon
+
+
+def _trie(words: Iterable[str], flexible: bool) -> str:
+    """One regex alternation for many phrases, factored as a prefix trie (Python's re tries alternatives
+    one by one; a trie reads each character once). A longer phrase wins over its prefix, as with an
+    alternation sorted longest first. With `flexible`, a space in a phrase matches any run of spaces/hyphens."""
+    root: dict[str, Any] = {}
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = True
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [(r"[\s\-]+" if (ch == " " and flexible) else re.escape(ch)) + emit(child)
+                    for ch, child in sorted((k, v) for k, v in node.items() if k != "")]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return "(?:" + body + ")?" if "" in node else body
+
+    return emit(root)
+
+
+def _word_rx(words: Iterable[str], *, flexible: bool = False, ignore_case: bool = False, hyphen_bound: bool = True,
+             before: str | None = None) -> re.Pattern[str]:
+    """A compiled matcher for whole words/phrases from `words` (never inside a longer word)."""
+    ws = {w.lower() if ignore_case else w for w in words if w}
+    if not ws:
+        return re.compile(r"(?!x)x")
+    bound = r"[\w\-]" if hyphen_bound else r"\w"
+    return re.compile((before or rf"(?<!{bound})") + "(?:" + _trie(ws, flexible) + rf")(?!{bound})",
+                      re.IGNORECASE if ignore_case else 0)
 
 
 @dataclass(frozen=True)
@@ -119,11 +153,8 @@ class Lexicon:
                 for kind, words in (("noun", grp.nouns), ("adj", grp.adjs)):
                     for w in words:
                         self.terms.setdefault(self._norm(w), []).append(Term(grp, kind, w))
-        alts = sorted(self.terms, key=len, reverse=True)
-        body = "|".join(r"[\s\-]+".join(re.escape(p) for p in a.split(" ")) for a in alts)
-        self.rx = re.compile(rf"(?<![\w\-])(?:{body})(?![\w\-])", re.IGNORECASE)
-        frames = sorted(self.frames + self.quantifier_phrases, key=len, reverse=True)
-        self.frame_rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(f) for f in frames) + r")(?!\w)", re.IGNORECASE)
+        self.rx = _word_rx(self.terms, flexible=True, ignore_case=True)
+        self.frame_rx = _word_rx(self.frames + self.quantifier_phrases, ignore_case=True, hyphen_bound=False)
         self._frame_set = {f.lower() for f in self.frames}
         # names and titles: weak demographic proxies (case-sensitive, proper nouns only); one token each
         self.names: dict[str, tuple[Group, ...]] = {}
@@ -152,15 +183,11 @@ class Lexicon:
             for w in words:
                 key = self._norm(w)
                 self.proxy_words[key] = self.proxy_words.get(key, ()) + (self.groups[gid],)
-        alts_p = sorted(self.proxy_words, key=len, reverse=True)
-        self.proxy_rx = re.compile(r"(?<![\w\-])(?:" + "|".join(r"[\s\-]+".join(re.escape(x) for x in a.split(" ")) for a in alts_p)
-                                   + r")(?![\w\-])", re.IGNORECASE) if alts_p else re.compile(r"(?!x)x")
+        self.proxy_rx = _word_rx(self.proxy_words, flexible=True, ignore_case=True)
+        self.name_rx = _word_rx(self.names, before=r"(?<![\w\-'])")
         self.ambiguous_names = frozenset(raw.get("ambiguous_names", ()))  # also common words: need a PROPN tag
-        self.place_rx = re.compile(r"(?<![\w\-])(?:" + "|".join(re.escape(w) for w in sorted(self.places, key=len, reverse=True))
-                                   + r")(?![\w\-])") if self.places else re.compile(r"(?!x)x")
-        counter = sorted(raw.get("counter_speech", ()), key=len, reverse=True)
-        self.counter_rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(c) for c in counter) + r")(?!\w)" if counter
-                                     else r"(?!x)x", re.IGNORECASE)
+        self.place_rx = _word_rx(self.places)
+        self.counter_rx = _word_rx(raw.get("counter_speech", ()), ignore_case=True, hyphen_bound=False)
 
     @staticmethod
     def _norm(s: str) -> str:
@@ -266,9 +293,8 @@ class BiasScorer:
         """Whether `mentions(doc)` can find anything; needs only the tokenised Doc (no parse), so the
         shared pipeline runs the parser just for texts where this holds."""
         text = doc.text
-        return self.lex.rx.search(text) is not None or self.lex.place_rx.search(text) is not None or \
-            self.lex.proxy_rx.search(text) is not None or _AGE_RX.search(text) is not None or any(
-            t.lower_ in _PRONOUN_GENDER or t.text in self.lex.names for t in doc)
+        return any(rx.search(text) is not None for rx in (self.lex.rx, _PRONOUN_RX, self.lex.name_rx, self.lex.place_rx,
+                                                           self.lex.proxy_rx, _AGE_RX))
 
     @property
     def proxies_count(self) -> bool:
@@ -312,10 +338,11 @@ class BiasScorer:
             for t, hi in chosen:
                 out.append(Mention(t.group, m.start(), m.end(), kind or t.kind, hi))
         taken = {(mm.start, mm.end) for mm in out}
-        for tok in doc:  # gendered pronouns: weak mentions, never a generalisation on their own
-            g = _PRONOUN_GENDER.get(tok.lower_)
-            if g and g in self.lex.groups and (tok.idx, tok.idx + len(tok)) not in taken:
-                out.append(Mention(self.lex.groups[g], tok.idx, tok.idx + len(tok), "pronoun", tok.i))
+        for pm in _PRONOUN_RX.finditer(text):  # gendered pronouns: weak mentions, never a generalisation alone
+            g = _PRONOUN_GENDER[pm.group(0).lower()]
+            span = doc.char_span(pm.start(), pm.end())
+            if span is not None and g in self.lex.groups and (pm.start(), pm.end()) not in taken:
+                out.append(Mention(self.lex.groups[g], pm.start(), pm.end(), "pronoun", span.start))
         for pm in self.lex.place_rx.finditer(text):  # "the children in Syria": a place stands for its people
             span = doc.char_span(pm.start(), pm.end(), alignment_mode="expand")
             if span is not None and (pm.start(), pm.end()) not in taken:
@@ -332,15 +359,16 @@ class BiasScorer:
             span = doc.char_span(am.start(), am.end(), alignment_mode="expand")
             if gid in self.lex.groups and span is not None:
                 out.append(Mention(self.lex.groups[gid], am.start(), am.end(), "proxy", span[-1].i))
-        for tok in doc:  # names and titles ("Jamal", "Mrs."): proxies for gender or ethnicity, never more
-            groups = self.lex.names.get(tok.text)
-            if not groups or (tok.idx, tok.idx + len(tok)) in taken:
+        for nm in self.lex.name_rx.finditer(text):  # names and titles ("Jamal", "Mrs."): gender/ethnicity proxies
+            span = doc.char_span(nm.start(), nm.end())
+            if span is None or len(span) != 1 or (nm.start(), nm.end()) in taken:
                 continue
-            if not (tok.pos_ == "PROPN" or tok.tag_ in ("NNP", "NNPS") or self.lex.is_title(tok.text)
-                    or tok.text not in self.lex.ambiguous_names):
+            tok, word = span[0], nm.group(0)
+            if not (tok.pos_ == "PROPN" or tok.tag_ in ("NNP", "NNPS") or self.lex.is_title(word)
+                    or word not in self.lex.ambiguous_names):
                 continue  # "Grace" the noun, "Will" the modal; "Tyrone" tagged NOUN still counts
-            for g in groups:
-                out.append(Mention(g, tok.idx, tok.idx + len(tok), "name", tok.i))
+            for g in self.lex.names[word]:
+                out.append(Mention(g, nm.start(), nm.end(), "name", tok.i))
         return out
 
     def _person_head(self, doc: Doc, span: Span) -> int | None:

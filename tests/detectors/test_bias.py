@@ -374,3 +374,23 @@ def test_probe_reports_raw_score_moves_for_name_swaps(detector: BiasDetector) ->
     assert swaps[("black", "white")]["text"].startswith("Greg stole")
     assert swaps[("black", "white")]["delta_bias"] < 0  # the association with crime belongs to the stereotype
     assert rep["original"]["bias"] > 0 and rep["original"]["findings"] == []  # a name alone is never a finding
+
+
+def test_trie_matcher_equals_a_longest_first_alternation() -> None:
+    import random
+    import re
+
+    from detectors.bias import _word_rx
+
+    rng = random.Random(3)
+    vocab = ["a", "ab", "abc", "b", "ba", "old", "old man", "old men", "men", "man", "the poor", "poor", "x-y", "x y"]
+    for _ in range(200):
+        words = rng.sample(vocab, rng.randint(1, len(vocab)))
+        ref = re.compile(r"(?<![\w\-])(?:" + "|".join(r"[\s\-]+".join(re.escape(p) for p in w.split(" "))
+                                                    for w in sorted(words, key=len, reverse=True)) + r")(?![\w\-])",
+                         re.IGNORECASE)
+        got = _word_rx(words, flexible=True, ignore_case=True)
+        for _ in range(20):
+            text = " ".join(rng.choice(vocab + ["z", "OLD", "Man", "-", ","]) for _ in range(rng.randint(0, 12)))
+            assert [m.span() for m in got.finditer(text)] == [m.span() for m in ref.finditer(text)], (words, text)
+    assert _word_rx([]).search("anything") is None
