@@ -445,9 +445,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tox-threshold", type=float, default=0.7, help="toxicity identity_attack threshold (default policy: 0.7)")
     ap.add_argument("--json", type=Path, default=None, help="also write the full results as JSON")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="cap BLAS threads before spaCy loads, as the proxy does (0 = no cap)")
     ap.add_argument("--split", choices=("report", "dev", "all"), default="report",
                     help="which half of each suite (default: report; dev is for error analysis)")
     a = ap.parse_args(argv)
+    if a.blas_threads:
+        from guardrails.runtime import limit_blas_threads
+
+        limit_blas_threads(a.blas_threads)
     data = eval_dir()
     if not data.exists():
         print(f"eval data not found at {data} (set TRUSTWALL_EVAL_DATA)", file=sys.stderr)
@@ -466,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res["latency"] = latency(sy, a.quick)
     res["seconds"] = time.perf_counter() - t0
     print_tables(res)
-    print(f"\n({res['seconds']:.0f} s, {res['machine']}; {a.split} split; keyword flagger flags any identity term; toxicity thresholds {a.tox_threshold})")
+    print(f"\n({res['seconds']:.0f} s, {res['machine']}; {a.split} split; BLAS threads {a.blas_threads or 'uncapped'}; keyword flagger flags any identity term; toxicity thresholds {a.tox_threshold})")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1, default=float))
     return 0
