@@ -18,8 +18,9 @@ answer vs "unknown" answer), and the latency of one 1,000-character answer.
 Nothing here trains: the classifier never saw these suites and the weights were fixed on the project's
 own sentences. Each suite is split in two halves by a hash of a stable key (CrowS: the sent_more text;
 StereoSet: the context id; HolisticBias: the descriptor, so every sentence of a descriptor lands in one
-half; BBQ: category + example id). Error analysis and any rule change use the `dev` half only; the figures
-in RESULTS.md are the `report` half (the default), which nobody looked into.
+half; BBQ: category + question index, so a template's ambiguous/disambiguated and negative/non-negative
+variants stay in one half). Error analysis and any rule change use the `dev` half only; the figures in
+RESULTS.md are the `report` half (the default), which nobody looked into.
 """
 
 from __future__ import annotations
@@ -299,7 +300,7 @@ def bbq(sy: Systems, data: Path, quick: bool, thr: float, tox_thr: float, rng: r
     for f in sorted((data / "bbq").glob("*.jsonl")):
         for line in f.read_text(encoding="utf-8").splitlines():
             ex = json.loads(line)
-            if not keep(f"{ex['category']}/{ex['example_id']}", split):
+            if not keep(f"{ex['category']}/{ex['question_index']}", split):  # a template's variants stay together
                 continue
             stereo = {s.lower() for s in ex["additional_metadata"]["stereotyped_groups"]}
             info = ex["answer_info"]

@@ -64,7 +64,8 @@ _PROXY_KINDS = frozenset({"pronoun", "name", "place", "attributive", "proxy"})
 PROXY_MAX = 0.6 * math.sqrt(0.2)  # the most a proxy mention can score: prior 1.0 x 0.6, structure 0.2, content 1.0
 _AGE_RX = re.compile(r"(?<!\w)(\d{1,3})[\s\-]+years?[\s\-]+old(?!\w)", re.IGNORECASE)
 _ATTRIBUTIVE = frozenset({"race_ethnicity", "nationality", "religion", "socioeconomic", "sexual_orientation"})  # at most 0.6 * sqrt(0.2) = 0.27 < the 0.3 reporting cut-off
-_PRONOUN_RX = re.compile(r"(?<![\w\-'])(?:" + "|".join(_PRONOUN_GENDER) + r")(?![\w\-])", re.IGNORECASE)
+_PRONOUN_RX = re.compile(r"(?<![\w\-])(?:" + "|".join(_PRONOUN_GENDER) + r")(?![\w\-])", re.IGNORECASE)
+_PLACE_PREPS = frozenset({"in", "to", "from", "at", "near", "visited", "visit", "across", "of"})
 _FIRST_PERSON = {"i", "we", "me", "us", "my", "our", "myself", "ourselves", "mine", "ours"}
 
 
@@ -184,7 +185,7 @@ class Lexicon:
                 key = self._norm(w)
                 self.proxy_words[key] = self.proxy_words.get(key, ()) + (self.groups[gid],)
         self.proxy_rx = _word_rx(self.proxy_words, flexible=True, ignore_case=True)
-        self.name_rx = _word_rx(self.names, before=r"(?<![\w\-'])")
+        self.name_rx = _word_rx(self.names)
         self.ambiguous_names = frozenset(raw.get("ambiguous_names", ()))  # also common words: need a PROPN tag
         self.place_rx = _word_rx(self.places)
         self.counter_rx = _word_rx(raw.get("counter_speech", ()), ignore_case=True, hyphen_bound=False)
@@ -300,7 +301,7 @@ class BiasScorer:
     def proxies_count(self) -> bool:
         """Whether proxy mentions (names, pronouns, places, ...) can reach `min_score`; they never can at the
         detector's default 0.3, so there they are skipped. The benchmark and the probe rank raw scores (0.0)."""
-        return self.min_score <= PROXY_MAX
+        return self.min_score <= max(self.priors) * PROXY_MAX  # PROXY_MAX is for priors <= 1.0
 
     def may_find(self, doc: Doc) -> bool:
         """Whether `analyse` can report anything for this text at `min_score`; needs only the tokenised Doc,
@@ -310,7 +311,10 @@ class BiasScorer:
     def mentions(self, doc: Doc) -> list[Mention]:
         text = doc.text
         out: list[Mention] = []
+        ages = [am for am in _AGE_RX.finditer(text) if int(am.group(1)) <= 120]
         for m in self.lex.rx.finditer(text):
+            if any(am.start() <= m.start() < am.end() for am in ages):
+                continue  # "80 years old": an age, read below, not the adjective "old"
             terms = self.lex.lookup(m.group(0))
             span = doc.char_span(m.start(), m.end(), alignment_mode="expand")
             if span is None or not terms:
@@ -338,6 +342,13 @@ class BiasScorer:
             for t, hi in chosen:
                 out.append(Mention(t.group, m.start(), m.end(), kind or t.kind, hi))
         taken = {(mm.start, mm.end) for mm in out}
+        for am in ages:  # "at 80 years old"
+            years = int(am.group(1))
+            gid = "elderly" if years >= 60 else "young" if years < 25 else None
+            span = doc.char_span(am.start(), am.end(), alignment_mode="expand")
+            if gid in self.lex.groups and span is not None:
+                out.append(Mention(self.lex.groups[gid], am.start(), am.end(), "proxy", span[-1].i))
+                taken.add((am.start(), am.end()))
         for pm in _PRONOUN_RX.finditer(text):  # gendered pronouns: weak mentions, never a generalisation alone
             g = _PRONOUN_GENDER[pm.group(0).lower()]
             span = doc.char_span(pm.start(), pm.end())
@@ -353,23 +364,25 @@ class BiasScorer:
             if span is not None and not any(a <= pm.start() < b for a, b in taken):
                 for g in self.lex.proxy_words[self.lex._norm(pm.group(0))]:
                     out.append(Mention(g, pm.start(), pm.end(), "proxy", span[-1].i))
-        for am in _AGE_RX.finditer(text):  # "at 80 years old"
-            years = int(am.group(1))
-            gid = "elderly" if years >= 60 else "young" if years < 25 else None
-            span = doc.char_span(am.start(), am.end(), alignment_mode="expand")
-            if gid in self.lex.groups and span is not None:
-                out.append(Mention(self.lex.groups[gid], am.start(), am.end(), "proxy", span[-1].i))
         for nm in self.lex.name_rx.finditer(text):  # names and titles ("Jamal", "Mrs."): gender/ethnicity proxies
             span = doc.char_span(nm.start(), nm.end())
             if span is None or len(span) != 1 or (nm.start(), nm.end()) in taken:
                 continue
             tok, word = span[0], nm.group(0)
-            if not (tok.pos_ == "PROPN" or tok.tag_ in ("NNP", "NNPS") or self.lex.is_title(word)
-                    or word not in self.lex.ambiguous_names):
+            if word in self.lex.ambiguous_names and not (tok.pos_ == "PROPN" or tok.tag_ in ("NNP", "NNPS")):
                 continue  # "Grace" the noun, "Will" the modal; "Tyrone" tagged NOUN still counts
+            if word in self.lex.ambiguous_names and tok.i > 0 and doc[tok.i - 1].lower_ in _PLACE_PREPS:
+                continue  # "to Virginia", "in Chad": a place
             for g in self.lex.names[word]:
                 out.append(Mention(g, nm.start(), nm.end(), "name", tok.i))
-        return out
+        seen: set[tuple[str, int, int]] = set()
+        unique = []
+        for mm in out:  # one mention per group and span (a lexicon can list a phrase as noun and adjective)
+            key = (mm.group.id, mm.start, mm.end)
+            if key not in seen:
+                seen.add(key)
+                unique.append(mm)
+        return unique
 
     def _person_head(self, doc: Doc, span: Span) -> int | None:
         """The token the adjective describes, if it is a person (or nominal use / predicate of a person)."""
@@ -508,39 +521,54 @@ class BiasScorer:
 
     # -- content ----------------------------------------------------------------------------------
 
-    def content(self, sent: Span, mentions: Sequence[Mention], m: Mention) -> dict[str, float]:
-        covered = {i for mm in mentions for i in range(mm.start, mm.end)}
-        heads = {mm.head_i for mm in mentions if mm.kind in ("adj", "attributive")}  # "low-income kids": not content
-        toks = [t for t in sent if t.idx not in covered and t.i not in heads and not t.is_punct]
-        words = [(t.lower_, t.lemma_.lower()) for t in toks]
-        neg = sum(1 for t, (w, lem) in zip(toks, words)
-                  if (w in self.lex.negative_traits or lem in self.lex.negative_traits) and not _negated(t))
-        frames = sum(1 for x in self.lex.frame_rx.finditer(sent.text) if self.lex.is_frame(x.group(0)))
-        g = m.group
-        consistent = 0
-        # a denied demeaning trait ("they never steal") is no stereotype either
-        anti = sum(1 for t, (w, lem) in zip(toks, words)
-                   if (w in self.lex.negative_traits or lem in self.lex.negative_traits) and _negated(t)
-                   and not (w in g.assoc or lem in g.assoc))
-        for t, (w, lem) in zip(toks, words):
-            pos, den = (w in g.assoc or lem in g.assoc), (w in g.assoc_not or lem in g.assoc_not)
-            if not (pos or den):
+    def sentence_words(self, sent: Span, mentions: Sequence[Mention]) -> list[tuple[Token, str, str]]:
+        """The sentence's content words: no punctuation, no explicit group terms and no person noun an
+        explicit group adjective qualifies ("low-income *kids*"). Proxies never hide content ("Mexicans are
+        all maids": "maids" stays). Computed once per sentence."""
+        core = [mm for mm in mentions if mm.kind not in _PROXY_KINDS]
+        covered = {i for mm in core for i in range(mm.start, mm.end)}
+        pn = self.lex.person_nouns
+        heads = {mm.head_i for mm in core if mm.kind == "adj"}
+        out = []
+        for t in sent:
+            if t.is_punct or t.idx in covered:
                 continue
-            negated = _negated(t)
+            w, lem = t.lower_, t.lemma_.lower()
+            if t.i in heads and (w in pn or lem in pn):
+                continue
+            out.append((t, w, lem))
+        return out
+
+    def content(self, sent: Span, words: Sequence[tuple[Token, str, str]], m: Mention) -> dict[str, float]:
+        nt = self.lex.negative_traits
+        g = m.group
+        neg = consistent = anti = 0
+        for t, w, lem in words:
+            is_neg, pos, den = (w in nt or lem in nt), (w in g.assoc or lem in g.assoc), (w in g.assoc_not or lem in g.assoc_not)
+            if not (is_neg or pos or den):
+                continue
+            denied = _negated(t)  # grammatical negation only: "never steal", "aren't lazy"
+            if is_neg and not denied:
+                neg += 1
             if pos:
-                if negated:
+                if denied:
                     anti += 1  # "Black people never steal": denies what the stereotype says
                 else:
                     consistent += 1  # "Black people will steal": affirms it
+            elif is_neg and denied:
+                anti += 1  # a denied demeaning trait ("they aren't lazy") is no stereotype either
             if den:
-                if negated:
-                    consistent += 1  # "women can't drive": denies what the stereotype denies
+                if denied or _negated(t, evaluators=True):
+                    consistent += 1  # "women can't drive", "bad at math", "drive badly": the stereotype's denial
                 else:
                     anti += 1  # "Susan expertly repaired the tractor": runs against the stereotype
+        frames = sum(1 for x in self.lex.frame_rx.finditer(sent.text) if self.lex.is_frame(x.group(0)))
         return {
             "negative": 1 - 0.5 ** (neg + frames),
             "association": 1 - 0.45 ** consistent,
-            "anti_stereotype": (1 - 0.5 ** anti) if consistent == 0 else 0.0,
+            # only when nothing in the sentence demeans or affirms: "Mexicans aren't lazy, they are violent
+            # animals" stays a stereotype
+            "anti_stereotype": (1 - 0.5 ** anti) if consistent == 0 and neg + frames == 0 else 0.0,
         }
 
     # -- scoring ----------------------------------------------------------------------------------
@@ -560,6 +588,8 @@ class BiasScorer:
                 continue
             for sent in doc.sents:
                 inside = [m for m in ms if sent.start_char <= m.start < sent.end_char]
+                if not self.proxies_count and all(m.kind in _PROXY_KINDS for m in inside):
+                    continue  # a sentence with proxies only cannot reach min_score: no classifier, no toxicity
                 if inside:
                     pending.append((di, sent, inside))
         masked = [self.masked(s) for _, s, _ in pending]
@@ -568,9 +598,11 @@ class BiasScorer:
         out: list[list[SentenceScore]] = [[] for _ in docs]
         for (di, sent, ms), pc, pt in zip(pending, cls, tox):
             best: dict[str, SentenceScore] = {}
+            pt = min(1.0, max(0.0, float(pt)))
+            words = self.sentence_words(sent, ms)
             for m in ms:
                 s, sig = self.structure(docs[di], sent, m)
-                c = self.content(sent, ms, m)
+                c = self.content(sent, words, m)
                 content = 1 - (1 - 0.6 * c["negative"]) * (1 - 0.8 * c["association"]) * (1 - 0.7 * pc) * (1 - pt)
                 content *= 1 - 0.5 * c["anti_stereotype"]
                 prior = self.priors[m.group.marginalised] * (0.6 if m.kind in _PROXY_KINDS else 1.0)
@@ -591,22 +623,35 @@ class BiasScorer:
 
 
 _NEG_EVALUATORS = frozenset({"bad", "terrible", "awful", "poor", "worse", "worst", "hopeless", "useless", "unable",
-                             "incapable", "never", "fail", "inept", "incompetent"})
+                             "incapable", "never", "fail", "inept", "incompetent", "badly", "poorly"})
+_NEG_DETS = frozenset({"no", "neither"})
 
 
-def _negated(t: Token) -> bool:
-    """Whether the sentence denies `t` ("won't steal", "can't drive", "bad at math", "aren't good drivers",
-    "unable to lead"). An object of a negated verb is not itself denied ("don't respect women")."""
-    if any(c.dep_ == "neg" for c in t.children):
+def _negated(t: Token, *, evaluators: bool = False) -> bool:
+    """Whether the sentence denies `t`: grammatically ("won't steal", "can't drive", "aren't good drivers",
+    "no woman can drive"), or with `evaluators` also by a judgement of ability ("bad at math", "bad
+    drivers", "drive badly", "unable to lead"; meant for what a stereotype denies a group, not for
+    demeaning words: "terrible thieves" is no denial). An object of a negated verb is not itself denied
+    ("don't respect women")."""
+    def neg_or_no_subject(v: Token) -> bool:
+        return any(c.dep_ == "neg" for c in v.children) or any(
+            c.dep_ in _SUBJ_DEPS and any(d.dep_ == "det" and d.lower_ in _NEG_DETS for d in c.children)
+            for c in v.children)
+
+    if neg_or_no_subject(t):
         return True
     h = t.head
-    if t.dep_ == "pobj" and h.dep_ == "prep" and h.lower_ in ("at", "with") and h.head.lemma_.lower() in _NEG_EVALUATORS:
-        return True
     if t.dep_ in ("xcomp", "acomp", "attr", "oprd", "advmod", "amod") and h is not t:
-        if any(c.dep_ == "neg" for c in h.children) or h.lemma_.lower() in _NEG_EVALUATORS:
+        if neg_or_no_subject(h):
             return True
-        if t.dep_ == "amod" and h.dep_ in ("attr", "acomp") and any(c.dep_ == "neg" for c in h.head.children):
+        if t.dep_ == "amod" and h.dep_ in ("attr", "acomp") and neg_or_no_subject(h.head):
             return True  # "aren't good drivers"
+        if evaluators and h.lemma_.lower() in _NEG_EVALUATORS:
+            return True  # "unable to lead"
+    if not evaluators:
+        return False
+    if t.dep_ == "pobj" and h.dep_ == "prep" and h.lower_ in ("at", "with") and h.head.lemma_.lower() in _NEG_EVALUATORS:
+        return True  # "bad at math"
     return any(c.dep_ in ("amod", "advmod") and c.lower_ in _NEG_EVALUATORS for c in t.children)  # "bad drivers"
 
 
@@ -770,7 +815,7 @@ def swap_term(lex: Lexicon, phrase: str, kind: str, target: Group) -> str | None
     """A term of `target` that can stand where `phrase` (a noun, adjective or name) stood."""
     if kind == "name":
         return _swap_name(lex, phrase, target)
-    if kind == "adj" and target.adjs:
+    if kind in ("adj", "attributive") and target.adjs:  # "a Mexican restaurant" -> "an American restaurant"
         return _match_case(phrase, target.adjs[0])
     pool = [n for n in target.nouns if _is_plural(n) == _is_plural(phrase)]
     if not pool and target.adjs:  # e.g. a religion listed by adjective only: "Hasidic people"
@@ -783,17 +828,37 @@ def swap_term(lex: Lexicon, phrase: str, kind: str, target: Group) -> str | None
     return _match_case(phrase, pool[0])
 
 
-def _swap_name(lex: Lexicon, name: str, target: Group) -> str | None:
+_ARTICLE_RX = re.compile(r"(?<!\w)(a|an|A|An)(\s+)$")
+
+
+def _fix_article(before: str, word: str) -> str:
+    """`before` with a trailing "a"/"an" agreeing with `word` ("a Mexican" -> "an American")."""
+    m = _ARTICLE_RX.search(before)
+    if m is None or not word:
+        return before
+    art = "an" if word[0].lower() in "aeiou" else "a"
+    art = art.capitalize() if m.group(1)[0].isupper() else art
+    return before[: m.start()] + art + m.group(2)
+
+
+_TITLE_SWAP = {"Mr": "Mrs", "Mr.": "Mrs.", "Sir": "Madam", "Mrs": "Mr", "Mrs.": "Mr.", "Ms": "Mr", "Ms.": "Mr.",
+               "Miss": "Mr", "Madam": "Sir"}
+
+
+def _swap_name(lex: Lexicon, name: str, target: Group, taken: Iterable[str] = ()) -> str | None:
     """A name (or title) of `target` that keeps the source name's other proxies where it can: a Black
-    woman's first name becomes a white woman's, not a man's."""
+    woman's first name becomes a white woman's, not a man's. Names in `taken` (already given to another
+    person in the same text) are passed over, so two people stay two people."""
     kind = lex.name_kind.get(name, "names")
     if kind == "titles":
-        pool = lex.names_of(target.id, "titles")
-        same_dot = [t for t in pool if t.endswith(".") == name.endswith(".")]
-        return (same_dot or pool or [None])[0]
+        repl = _TITLE_SWAP.get(name)
+        return repl if repl is not None and target in lex.names.get(repl, ()) else None
     keep_ = {g.id for g in lex.names.get(name, ()) if g.attribute != target.attribute}
+    used = set(taken)
     best: tuple[int, int, str] | None = None
     for i, cand in enumerate(lex.names_of(target.id, kind)):
+        if cand in used or cand == name:
+            continue
         shared = len(keep_ & {g.id for g in lex.names[cand]})
         if best is None or (shared, -i) > (best[0], best[1]):
             best = (shared, -i, cand)
@@ -842,19 +907,29 @@ def counterfactual_variants(scorer: BiasScorer, doc: Doc, *, all_groups: bool = 
         for tgt in targets:
             new = text
             ok = True
-            for m in sorted(ms, key=lambda x: x.start, reverse=True):
+            names: dict[str, str] = {}  # one target name per source name, distinct targets for distinct people
+            for m in sorted(ms, key=lambda x: x.start):
+                if m.kind == "name" and text[m.start:m.end] not in names:
+                    got = _swap_name(lex, text[m.start:m.end], tgt, taken=names.values())
+                    if got is not None:
+                        names[text[m.start:m.end]] = got
+            edge = len(text) + 1  # replacements run right to left; an overlapping mention is skipped
+            for m in sorted(ms, key=lambda x: (x.start, -x.end), reverse=True):
+                if m.end > edge:
+                    continue
                 if m.kind == "pronoun":
                     tok = doc[m.head_i]
-                    repl = _swap_pronoun(text[m.start:m.end], "PRP$" if tok.dep_ == "poss" else "PRP", tgt.id)
+                    standalone = tok.dep_ != "poss" or tok.i + 1 >= len(doc) or doc[tok.i + 1].is_punct
+                    repl = _swap_pronoun(text[m.start:m.end], "PRP" if standalone else "PRP$", tgt.id)
                     if repl is None:
                         continue  # a pronoun stays when the swap is not between women and men
-                    new = new[: m.start] + repl + new[m.end:]
-                    continue
-                repl = swap_term(lex, text[m.start:m.end], m.kind, tgt)
-                if repl is None:
-                    ok = False
-                    break
-                new = new[: m.start] + repl + new[m.end:]
+                else:
+                    repl = names.get(text[m.start:m.end]) if m.kind == "name" else swap_term(lex, text[m.start:m.end], m.kind, tgt)
+                    if repl is None:
+                        ok = False
+                        break
+                new = _fix_article(new[: m.start], repl) + repl + new[m.end:]
+                edge = m.start
             if ok and new != text:
                 out.append(Variant(g.attribute, gid, tgt.id, new))
     return out

@@ -320,10 +320,16 @@ def test_names_places_and_proxy_words_are_weak_mentions(detector: BiasDetector) 
 def test_proxies_order_sentences_but_never_reach_a_finding(detector: BiasDetector) -> None:
     texts = ["Jamal is a lazy criminal thug.", "Jack is a lazy criminal thug.", "The kids in Somalia are starving.",
              "Her husband is a lazy drunk.", "The landscaper is a lazy thief."]
+    from detectors.bias import PROXY_MAX
+
     raw = _raw(detector, texts)
     assert raw[0] > raw[1] > 0.0  # a marginalised group's proxy ranks above the other
-    assert all(0.0 < r < 0.3 for r in raw), raw
-    assert _detect(detector, texts) == [[] for _ in texts]  # below the 0.3 reporting cut-off: no finding at all
+    assert all(0.0 < r <= PROXY_MAX < 0.3 for r in raw), raw
+    # with an explicit group term elsewhere in the text the proxy sentences are scored too, and still report
+    # nothing: only the explicit sentence can reach the cut-off
+    mixed = "Women are bad drivers. " + " ".join(texts)
+    (found,) = _detect(detector, [mixed])
+    assert [f.span for f in found if f.score >= 0.3] == [(0, len("Women are bad drivers."))]
 
 
 @pytest.mark.slow
@@ -356,12 +362,16 @@ def test_counterfactual_swaps_names_keeping_their_other_proxies(detector: BiasDe
     assert got[("men", "women")] == "She lost her keys, so Mary lent her hers."  # standalone "his" -> "hers"
 
 
+HALVES = ["report", "dev", "dev", "report"]
+
+
 def test_benchmark_halves_are_stable_and_disjoint() -> None:
     from benchmarks.bench_bias import half, keep
 
     keys = [f"sentence {i}" for i in range(2000)]
     halves = [half(k) for k in keys]
-    assert halves == [half(k) for k in keys]  # deterministic across runs and processes (sha256, not hash())
+    # fixed values: the split must not depend on the process (sha256, not hash()) or change between versions
+    assert [half(k) for k in ("sentence 0", "sentence 1", "sentence 2", "Women are bad drivers.")] == HALVES
     assert 900 < halves.count("dev") < 1100
     assert all(keep(k, "all") for k in keys)
     assert all(keep(k, "dev") != keep(k, "report") for k in keys)
@@ -394,3 +404,43 @@ def test_trie_matcher_equals_a_longest_first_alternation() -> None:
             text = " ".join(rng.choice(vocab + ["z", "OLD", "Man", "-", ","]) for _ in range(rng.randint(0, 12)))
             assert [m.span() for m in got.finditer(text)] == [m.span() for m in ref.finditer(text)], (words, text)
     assert _word_rx([]).search("anything") is None
+
+
+@pytest.mark.slow
+def test_demeaning_words_are_never_read_as_a_denial(detector: BiasDetector) -> None:
+    """Judgement words deny an ability ("bad drivers"), not a demeaning trait ("terrible thieves")."""
+    raw = dict(zip(TEXTS := [
+        "Mexicans are terrible thieves.", "Mexicans are thieves.", "Mexicans aren't lazy, they are violent animals.",
+        "Women drive badly.", "Women drive.", "No woman can drive.", "Mexicans are all maids.", "Mexicans are all here.",
+        "Muslims support Islamic terrorism.", "Muslims support Islamic art.",
+    ], _raw(detector, TEXTS)))
+    assert raw["Mexicans are terrible thieves."] >= THRESHOLD and raw["Mexicans are thieves."] >= THRESHOLD
+    assert raw["Mexicans aren't lazy, they are violent animals."] >= THRESHOLD
+    assert raw["Women drive badly."] > raw["Women drive."] and raw["No woman can drive."] > raw["Women drive."]
+    assert raw["Mexicans are all maids."] > raw["Mexicans are all here."]  # a proxy word never hides content
+    assert raw["Muslims support Islamic terrorism."] > raw["Muslims support Islamic art."]
+
+
+@pytest.mark.slow
+def test_an_age_is_not_the_adjective_old(detector: BiasDetector) -> None:
+    assert _detect(detector, ["He is 80 years old.", "My house is 100 years old."]) == [[], []]
+    assert ("elderly", "proxy") in _mentions(detector, "He is 80 years old.")
+    assert ("elderly", "adj") not in _mentions(detector, "He is 80 years old.")
+
+
+@pytest.mark.slow
+def test_counterfactual_text_stays_well_formed(detector: BiasDetector) -> None:
+    from detectors.nlp import parse
+
+    def variants(text: str) -> dict[tuple[str, str], str]:
+        doc = asyncio.run(parse(CallContext(), detector.nlp, [text]))[0]
+        return {(v.from_group, v.to_group): v.text for v in counterfactual_variants(detector.scorer, doc)}
+
+    assert variants("African-American people are criminals.")[("black", "white")] == "White people are criminals."
+    assert variants("Middle Eastern men are terrorists.")[("arab", "white")] == "White men are terrorists."
+    assert variants("We ate at a Mexican restaurant.")[("mexican", "american")] == "We ate at an American restaurant."
+    two = variants("Emily met Anne at the park.")[("women", "men")]
+    first, second = two.split(" met ")[0], two.split(" met ")[1].split(" at ")[0]
+    assert first != second  # two people stay two people
+    assert variants("Dear Sir, thanks.")[("men", "women")] == "Dear Madam, thanks."
+    assert variants("We flew from Boston to Virginia.") == {}  # a place, not a name
