@@ -102,14 +102,14 @@ def _trie(words: Iterable[str], flexible: bool) -> str:
     return emit(root)
 
 
-def _word_rx(words: Iterable[str], *, flexible: bool = False, ignore_case: bool = False, hyphen_bound: bool = True,
-             before: str | None = None) -> re.Pattern[str]:
+def _word_rx(words: Iterable[str], *, flexible: bool = False, ignore_case: bool = False,
+             hyphen_bound: bool = True) -> re.Pattern[str]:
     """A compiled matcher for whole words/phrases from `words` (never inside a longer word)."""
     ws = {w.lower() if ignore_case else w for w in words if w}
     if not ws:
         return re.compile(r"(?!x)x")
     bound = r"[\w\-]" if hyphen_bound else r"\w"
-    return re.compile((before or rf"(?<!{bound})") + "(?:" + _trie(ws, flexible) + rf")(?!{bound})",
+    return re.compile(rf"(?<!{bound})(?:" + _trie(ws, flexible) + rf")(?!{bound})",
                       re.IGNORECASE if ignore_case else 0)
 
 
@@ -876,7 +876,7 @@ def _swap_pronoun(word: str, tag: str, target: str) -> str | None:
     if table is None:
         return None
     low = word.lower()
-    repl = table.get(low) or table.get((low, tag)) or table.get((low, "PRP$" if low == "his" else "PRP"))
+    repl = table.get(low) or table.get((low, tag))
     return None if repl is None else _match_case(word, repl)
 
 
