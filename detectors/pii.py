@@ -25,7 +25,9 @@ from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.types import CallContext, Finding
 
 from detectors.nlp import DEFAULT_MODEL, SharedNLP, get_nlp, parse
+from detectors.pii_public import PUBLIC_PLACE, PublicPlaces, load_places, public_places, separated_numbers
 from detectors.pii_spans import join_date_times, tidy_persons
+from guardrails.normalize import Normalized, normalize
 
 NER_ENTITIES = ("PERSON", "LOCATION", "DATE_TIME")
 PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS", "URL",
@@ -96,6 +98,11 @@ class PiiOptions(Options):
     phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
     min_score: float = Field(0.3, ge=0.0, le=1.0, description="findings below this are not reported at all")
     ner_score: float = Field(0.85, ge=0.0, le=1.0, description="score given to spaCy NER entities")
+    normalize: bool = Field(True, description="match on normalised text (invisible characters, NFKC, homoglyphs); "
+                                              "spans map back to the original")
+    public_places: PublicPlaces = Field("ignore", description="countries, capitals, continents, major regions and "
+                                        "cities outside a personal context: ignore (not reported), flag (reported "
+                                        "as PUBLIC_PLACE) or redact (reported as LOCATION)")
 
     @field_validator("allow_patterns")
     @classmethod
@@ -523,6 +530,8 @@ class PiiDetector:
         self._engine = self._analyzer.nlp_engine
         self._allow = {_norm(v) for v in options.allow_list}
         self._allow_rx = [re.compile(p, re.IGNORECASE) for p in options.allow_patterns]
+        self._places = load_places() if options.public_places != "redact" and "LOCATION" in self.entities else frozenset()
+        self._wanted = set(self.entities)
 
     def info(self) -> dict[str, Any]:
         return {"model": self.shared.model_name, "components": sorted(self.shared.required),
@@ -558,15 +567,24 @@ class PiiDetector:
                     continue
                 found.append(Finding(self.name, r.entity_type, float(r.score), (int(r.start), int(r.end)),
                                      {"recognizer": rec}))
+            found.extend(separated_numbers(text, self.name, self._wanted))
             found = join_date_times(text, tidy_persons(text, found))
-            out.append(merge_locations(text, complete_name_lists(text, resolve_overlaps(text, found))))
+            found = merge_locations(text, complete_name_lists(text, resolve_overlaps(text, found)))
+            out.append(public_places(text, found, self._places, self.options.public_places))
         return propagate_names(texts, out, self.name)
 
     async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
         if not texts:
             return []
-        docs = await parse(ctx, self.shared, texts)
-        return await asyncio.to_thread(self.analyze_docs, list(texts), docs)
+        if not self.options.normalize:
+            docs = await parse(ctx, self.shared, texts)
+            return await asyncio.to_thread(self.analyze_docs, list(texts), docs)
+        # drop_symbols: a word of thousands of emoji is quadratic in spaCy's tokenizer (issue 20)
+        norms = [normalize(t, confusables=True, drop_symbols=True) for t in texts]
+        seen = [n.text for n in norms]
+        docs = await parse(ctx, self.shared, seen)
+        results = await asyncio.to_thread(self.analyze_docs, seen, docs)
+        return [to_original(n, fl) for n, fl in zip(norms, results)]
 
 
 # Which finding wins when two overlap: validated structured values beat loose patterns beat NER guesses.
@@ -757,6 +775,21 @@ def propagate_names(texts: Sequence[str], results: list[list[Finding]], detector
     return out
 
 
+def to_original(norm: Normalized, found: list[Finding]) -> list[Finding]:
+    """Findings on normalised text with spans mapped back to the original (whole grapheme clusters)."""
+    if not norm.changed:
+        return found
+    out = []
+    for f in found:
+        if not f.span:
+            out.append(f)
+            continue
+        span = norm.original_span(f.span)
+        if span[1] > span[0]:
+            out.append(Finding(f.detector, f.category, f.score, span, f.evidence, f.message_index))
+    return out
+
+
 def _norm(value: str) -> str:
     return _SPACES.sub(" ", value.strip()).casefold()
 
@@ -770,6 +803,6 @@ TYPE = DetectorType(
     "pii",
     PiiOptions,
     _build,
-    categories=BUILTIN_ENTITIES,
+    categories=(*BUILTIN_ENTITIES, PUBLIC_PLACE),
     description="PII (Presidio on the shared spaCy pipeline): names, contact data, cards, IBANs, ids, custom",
 )

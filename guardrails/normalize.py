@@ -13,9 +13,9 @@ in the original (`Normalized.to_original`, then widened to whole grapheme cluste
   Devanagari, ...) become ASCII digits; small capitals become lower-case letters;
 * `confusables=True`: Cyrillic/Greek letters that look Latin are mapped to Latin inside a word that
   also has Latin letters or an "@" (so "jоhn@exаmple.com" matches, and "Москва" stays Cyrillic);
-* `break_symbol_runs=True`: a space is inserted after each pictograph (emoji, symbols) directly
-  followed by a non-space, so tokenisers see short tokens instead of one 100k-character word
-  (spaCy's tokenizer is quadratic in the length of a word made of emoji);
+* `drop_symbols=True` (PII): a run of pictographs (emoji, skin tones, other symbols) becomes one
+  space. They carry no personal data, and each costs spaCy several tokens: a word of thousands of
+  emoji is quadratic in spaCy's tokenizer and held the parser thread for a minute (issue 20);
 * `leet=True` (toxicity only): digits and symbols inside words read as letters ("1d10t" -> "idiot"),
   and single letters joined by separators ("s.h.i.t", "f u c k") are joined.
 
@@ -114,7 +114,7 @@ class Normalized:
 
 
 def normalize(text: str, *, confusables: bool = True, leet: bool = False,
-              break_symbol_runs: bool = False) -> Normalized:
+              drop_symbols: bool = False) -> Normalized:
     """The detector view of `text`; see the module docstring."""
     if text.isascii() and not leet:
         return Normalized(text, text)
@@ -136,16 +136,16 @@ def normalize(text: str, *, confusables: bool = True, leet: bool = False,
         if out is None:
             out = ch if cat in ("Cs", "Cn", "Co") else _fold(ch)
             folds[ch] = out
+        if drop_symbols and cat in _SYMBOL_CATS and not any(c.isalnum() for c in out):
+            if chars and not chars[-1].isspace():
+                chars.append(" ")  # one space stands for the run; it maps to the empty range at i
+                starts.append(i)
+                ends.append(i)
+            continue
         for c in out:
             chars.append(c)
             starts.append(i)
             ends.append(i + 1)
-        if break_symbol_runs and cat in _SYMBOL_CATS and not any(c.isalnum() for c in out) and i + 1 < n and not text[i + 1].isspace():
-            nxt = text[i + 1]
-            if unicodedata.category(nxt) not in ("Mn", "Me", "Sk"):
-                chars.append(" ")  # an inserted space maps to the empty range after this character
-                starts.append(i + 1)
-                ends.append(i + 1)
     out_text = "".join(chars)
     if confusables:
         out_text = _map_confusables(out_text)

@@ -1,0 +1,107 @@
+"""PII helpers for normalised text and public places (pure functions).
+
+* `separated_numbers`: card numbers and SSNs whose digits are split by unusual separators
+  ("4111.1111 1111-1111", "123 . 45 . 6789", "1-2-3-4-5-6-7-8-9"), which Presidio's patterns miss.
+  Cards are Luhn- and issuer-checked; SSNs must be valid (area not 000/666/9xx, group not 00, serial
+  not 0000) and carry at least two separators.
+* `public_places`: LOCATION findings that are only a country, capital, continent, well-known region or
+  major city (the gazetteer in detectors/data/places.json) identify nobody. They are dropped or
+  re-labelled PUBLIC_PLACE unless the context makes them personal: part of a longer address block,
+  or in a sentence that also names a person or says where the writer lives ("I live in", "my
+  address", "born in" after a name...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from importlib import resources
+from typing import Literal
+
+from guardrails.types import Finding
+
+PublicPlaces = Literal["ignore", "flag", "redact"]
+PUBLIC_PLACE = "PUBLIC_PLACE"
+
+_DIGIT_RUN = re.compile(r"(?<![\w.\-])\d(?:(?:[ \t.\-_/·•]{1,3})?\d){8,22}(?![\w\-]|\.\d)")
+_SEP = re.compile(r"[ \t.\-_/·•]")
+_CARD_IIN = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|2)|35|2131|1800)")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _ssn_ok(d: str) -> bool:
+    return d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000"
+
+
+def separated_numbers(text: str, detector: str, wanted: set[str]) -> list[Finding]:
+    out: list[Finding] = []
+    for m in _DIGIT_RUN.finditer(text):
+        value = m.group(0)
+        digits = "".join(c for c in value if c.isdigit())
+        seps = len(_SEP.findall(value))
+        if seps == 0:
+            continue
+        if "CREDIT_CARD" in wanted and 13 <= len(digits) <= 19 and _CARD_IIN.match(digits) and _luhn(digits):
+            out.append(Finding(detector, "CREDIT_CARD", 0.6, m.span(), {"recognizer": "SeparatedNumberRecognizer"}))
+        elif "US_SSN" in wanted and len(digits) == 9 and seps >= 2 and _ssn_ok(digits) \
+                and max(len(g) for g in re.split(r"[^\d]+", value)) <= 4:
+            out.append(Finding(detector, "US_SSN", 0.6, m.span(), {"recognizer": "SeparatedNumberRecognizer"}))
+    return out
+
+
+def load_places() -> frozenset[str]:
+    """The gazetteer, case-folded, with and without a leading "the"."""
+    raw = json.loads(resources.files("detectors").joinpath("data/places.json").read_text("utf-8"))
+    names: set[str] = set()
+    for key, values in raw.items():
+        if key.startswith("_"):
+            continue
+        for v in values:
+            k = _key(v)
+            names.add(k)
+            names.add(re.sub(r"^the ", "", k))
+    return frozenset(names)
+
+
+def _key(value: str) -> str:
+    return re.sub(r"\s+", " ", value.strip(" \t\n,.;:!?\"'()")).casefold()
+
+
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+_PERSONAL_CUE = re.compile(
+    r"\b(?:I|I'm|I've|we|we're|my|our|me|he|she|his|her|they|their|lives?|lived|living|resides?|resided|"
+    r"born|moved|moving|address|located|home|hometown|stay(?:s|ing)?|based)\b", re.IGNORECASE)
+_NAMED_PERSON = ("PERSON",)
+
+
+def public_places(text: str, found: Sequence[Finding], places: frozenset[str], mode: PublicPlaces) -> list[Finding]:
+    """Apply the `public_places` policy option to LOCATION findings (see the module docstring)."""
+    if mode == "redact" or not places:
+        return list(found)
+    sentences = [m.span() for m in _SENTENCE.finditer(text)]
+    persons = [f.span for f in found if f.category in _NAMED_PERSON and f.span]
+    out: list[Finding] = []
+    for f in found:
+        if f.category != "LOCATION" or not f.span or _key(text[f.span[0]:f.span[1]]) not in places:
+            out.append(f)
+            continue
+        s, e = f.span
+        sent = next(((a, b) for a, b in sentences if a <= s < b), (0, len(text)))
+        personal = any(a < sent[1] and sent[0] < b for a, b in persons) or bool(
+            _PERSONAL_CUE.search(text, sent[0], sent[1]))
+        if personal:
+            out.append(f)
+        elif mode == "flag":
+            out.append(Finding(f.detector, PUBLIC_PLACE, f.score, f.span, {**f.evidence, "public_place": True},
+                               f.message_index))
+    return out
