@@ -121,11 +121,22 @@ class Registry:
 async def memo(ctx: CallContext, key: Any, compute: Callable[[], Awaitable[Any]]) -> Any:
     """Compute `key` once per call and share it between detectors (e.g. the spaCy Docs).
 
-    Concurrent callers await the same task, so two detectors needing one parse cause one parse.
+    Concurrent callers await the same task, so two detectors needing one parse cause one parse. When
+    every caller waiting on it is cancelled (they all timed out), the computation is cancelled too, so
+    that queued model work nobody waits for is dropped instead of holding a worker (issue 20).
     """
     cache: dict[Any, asyncio.Future[Any]] = ctx.cache
     fut = cache.get(key)
     if fut is None:
         fut = asyncio.ensure_future(compute())
         cache[key] = fut
-    return await asyncio.shield(fut)
+    waiters: dict[Any, int] = ctx.cache.setdefault(("__memo_waiters__",), {})
+    waiters[key] = waiters.get(key, 0) + 1
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        if waiters.get(key, 0) <= 1 and not fut.done():
+            fut.cancel()
+        raise
+    finally:
+        waiters[key] = waiters.get(key, 1) - 1

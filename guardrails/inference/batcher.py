@@ -10,6 +10,10 @@ load batches form from the queue without extra waiting, and a lone request is de
 With `workers=2` two threads alternate: while one runs a batch, the other gathers the next (only one
 gathers at a time), so CPU-side work (tokenising, padding) overlaps the model run. Worker threads end
 after `idle_exit_s` without work and start again on the next submit: no thread outlives its use.
+
+A request whose future was cancelled before it ran (its caller timed out: `asyncio.wrap_future`
+cancels it) is skipped, so abandoned work never queues the next callers behind it; `stats` shows
+`busy_s` of the running batch and `stuck` past 10 s (read by detectors' info and /readyz).
 """
 
 from __future__ import annotations
@@ -42,11 +46,18 @@ class BatchStats:
     items: int = 0
     requests: int = 0
     max_items: int = 0
+    cancelled: int = 0  # requests skipped because their caller had given up (timed out) before they ran
+    failed: int = 0  # batches whose function raised
+    busy_since: float | None = None  # perf_counter when the running batch started, None when idle
+    queued: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, stuck_after_s: float = 10.0) -> dict[str, Any]:
         mean = self.items / self.batches if self.batches else 0.0
+        busy = time.perf_counter() - self.busy_since if self.busy_since is not None else 0.0
         return {"batches": self.batches, "items": self.items, "requests": self.requests,
-                "mean_batch": round(mean, 2), "max_batch_seen": self.max_items}
+                "mean_batch": round(mean, 2), "max_batch_seen": self.max_items, "cancelled": self.cancelled,
+                "failed": self.failed, "queued": self.queued, "busy_s": round(busy, 3),
+                "stuck": busy > stuck_after_s}
 
 
 class MicroBatcher(Generic[T, R]):
@@ -106,6 +117,15 @@ class MicroBatcher(Generic[T, R]):
 
     # ------------------------------------------------------------------ worker
 
+    def _live(self, req: _Request[T, R]) -> bool:
+        """False for a request whose caller cancelled it (e.g. a detector timeout): it is not run, so an
+        abandoned request never holds the worker (issue 20)."""
+        if req.future.set_running_or_notify_cancel():
+            return True
+        with self._lock:
+            self.stats.cancelled += 1
+        return False
+
     def _collect(self, first: _Request[T, R]) -> tuple[list[_Request[T, R]], bool]:
         batch = [first]
         count = len(first.items)
@@ -118,6 +138,8 @@ class MicroBatcher(Generic[T, R]):
                 break
             if nxt is _STOP:
                 return batch, True
+            if not self._live(nxt):
+                continue
             batch.append(nxt)
             count += len(nxt.items)
         return batch, False
@@ -136,18 +158,28 @@ class MicroBatcher(Generic[T, R]):
                     continue
                 if first is _STOP:
                     break
+                if not self._live(first):
+                    continue
                 batch, stop = self._collect(first)
             flat: list[T] = [it for req in batch for it in req.items]
+            with self._lock:
+                self.stats.busy_since = time.perf_counter()
+                self.stats.queued = self._q.qsize()
             try:
                 results = list(self._fn(flat))
                 if len(results) != len(flat):
                     raise RuntimeError(f"batch function returned {len(results)} results for {len(flat)} items")
             except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+                with self._lock:
+                    self.stats.busy_since = None
+                    self.stats.failed += 1
                 for req in batch:
                     if not req.future.done():
                         req.future.set_exception(exc)
                 continue
             with self._lock:
+                self.stats.busy_since = None
+                self.stats.queued = self._q.qsize()
                 self.stats.batches += 1
                 self.stats.items += len(flat)
                 self.stats.requests += len(batch)
@@ -169,7 +201,7 @@ class MicroBatcher(Generic[T, R]):
                 break
             if req is _STOP:
                 stops += 1
-            elif not req.future.done():
+            elif not req.future.done() and req.future.set_running_or_notify_cancel():
                 req.future.set_exception(RuntimeError("MicroBatcher is closed"))
         for _ in range(stops):
             self._q.put(_STOP)
