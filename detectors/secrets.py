@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from guardrails.detector import BuildContext, DetectorType, Options
+from guardrails.normalize import normalize
 from guardrails.types import CallContext, Finding
 
 _B = r"(?<![A-Za-z0-9_\-])"  # left boundary: not inside a longer token
@@ -113,6 +114,32 @@ _GENERIC = re.compile(
     r"(?:\"([^\"\s]{6,200})\"|'([^'\s]{6,200})'|([^\s\"',;]{6,200}))")
 
 
+# Candidates for encoded secrets: a base64 / base64url run, or a run with at least three %XX escapes.
+_ENCODED = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/_\-]{24,8192}={0,2}(?![A-Za-z0-9+/=_\-])"
+                      r"|(?:[^\s%]{0,64}%[0-9A-Fa-f]{2}){3,}[^\s%]{0,64}")
+
+
+def _decode(value: str) -> str | None:
+    """The printable text a base64 or percent-encoded value stands for, or None."""
+    from urllib.parse import unquote
+
+    if "%" in value:
+        try:
+            plain = unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            return None
+        return plain if plain != value else None
+    raw = value.rstrip("=")
+    try:
+        data = base64.b64decode(raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4), validate=True)
+        plain = data.decode("utf-8")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    if not plain or sum(c.isprintable() or c in "\n\r\t" for c in plain) < 0.95 * len(plain):
+        return None
+    return plain
+
+
 class SecretsOptions(Options):
     include: list[str] | None = Field(None, description="rule names to run (default: all); see `rules`")
     exclude: list[str] = Field(default_factory=list, description="rule names not to run")
@@ -120,6 +147,8 @@ class SecretsOptions(Options):
     min_entropy: float = Field(3.0, ge=0.0, le=8.0, description="bits per character for generic assignments")
     min_length: int = Field(8, ge=4, le=200, description="shortest generic value reported")
     allow_list: list[str] = Field(default_factory=list, description="exact values never reported (known test keys)")
+    normalize: bool = Field(True, description="match on normalised text (invisible characters, NFKC, homoglyphs) "
+                                              "and decode base64 / percent-encoded values; spans map to the original")
 
     @field_validator("include", "exclude")
     @classmethod
@@ -149,6 +178,43 @@ class SecretsDetector:
         return {"rules": [r.name for r in self.rules] + (["generic"] if self.generic else []), "device": "cpu"}
 
     def scan(self, text: str) -> list[Finding]:
+        if not self.options.normalize:
+            return self._scan(text)
+        norm = normalize(text, confusables=True)
+        found = self._scan(norm.text)
+        decoded = self._decoded(norm.text, found)
+        if decoded:  # a specific secret inside an encoded value beats a generic finding on the same value
+            found = [f for f in found if f.category != "GENERIC_SECRET" or not any(
+                f.span and d.span and d.span[0] < f.span[1] and f.span[0] < d.span[1] for d in decoded)] + decoded
+        if norm.changed:
+            found = [Finding(f.detector, f.category, f.score, norm.original_span(f.span), f.evidence)
+                     if f.span else f for f in found]
+        found.sort(key=lambda f: f.span or (0, 0))
+        return found
+
+    def _decoded(self, text: str, found: list[Finding]) -> list[Finding]:
+        """Secrets inside base64 or percent-encoded values: the whole encoded value is reported."""
+        taken = [f.span for f in found if f.span and f.category != "GENERIC_SECRET"]
+        out: list[Finding] = []
+        budget = 1_000_000  # decoded characters scanned per text, at most
+        for m in _ENCODED.finditer(text):
+            s, e = m.span()
+            if budget <= 0:
+                break
+            if any(ts < e and s < te for ts, te in taken):
+                continue
+            plain = _decode(m.group(0))
+            if not plain:
+                continue
+            budget -= len(plain)
+            inner = self._scan(plain)
+            for cat in dict.fromkeys(f.category for f in inner):
+                best = max(f.score for f in inner if f.category == cat)
+                rule = next(f.evidence.get("rule", "") for f in inner if f.category == cat)
+                out.append(Finding(self.name, cat, best, (s, e), {"rule": f"encoded:{rule}", "length": e - s}))
+        return out
+
+    def _scan(self, text: str) -> list[Finding]:
         found: list[Finding] = []
         taken: list[tuple[int, int]] = []
         for rule in self.rules:

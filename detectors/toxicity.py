@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import Field
 
 from guardrails.detector import BuildContext, DetectorType, Options, Resources
+from guardrails.normalize import fold_for_toxicity
 from guardrails.errors import ConfigError, PolicyError
 from guardrails.types import CallContext, Finding
 
@@ -233,6 +234,7 @@ class ToxicityOptions(Options):
     workers: int = Field(2, ge=1, le=8, description="batcher threads: one gathers the next batch while one runs")
     precision: Literal["auto", "int8"] = Field("auto", description="int8: the model's quantised CPU variant")
     ensemble: Ensemble = Field("mean", description="embedded model only: how the two models combine")
+    normalize: bool = Field(True, description="score text with styled letters, homoglyphs and leetspeak folded")
 
 
 class ToxicityDetector:
@@ -241,6 +243,7 @@ class ToxicityDetector:
         self.scorer = scorer
         self._min = options.min_score
         self._per_sentence = options.per_sentence
+        self._fold = options.normalize
         wanted = options.labels or [c for c in scorer.categories if c in DETOXIFY_LABELS] or list(scorer.categories)
         unknown = [c for c in wanted if c not in scorer.categories]
         if unknown:
@@ -258,7 +261,7 @@ class ToxicityDetector:
         for ti, text in enumerate(texts):
             for si, (s, e) in enumerate(self.spans(text)):
                 units.append((ti, si, (s, e)))
-                pieces.append(text[s:e])
+                pieces.append(fold_for_toxicity(text[s:e]) if self._fold else text[s:e])  # spans stay original
         out: list[list[Finding]] = [[] for _ in texts]
         if not pieces:
             return out
