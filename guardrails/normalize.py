@@ -204,8 +204,6 @@ def fold_for_toxicity(text: str) -> str:
 
 def map_spans(norm: Normalized, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Original, grapheme-widened spans for normalised spans (empty results dropped)."""
-    if not norm.changed:
-        return [s for s in spans if s[1] > s[0]]
     out = []
     for sp in spans:
         o = norm.original_span(sp)
