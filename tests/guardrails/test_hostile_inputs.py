@@ -1,0 +1,141 @@
+"""Hostile inputs must not degrade later calls (issue 20): emoji-only, 1 MB of one character, combining
+marks, RTL controls, separators only; then benign calls all pass, unblocked and untimed-out. Also the
+isolation pieces: a timed-out caller's queued work is dropped, and a busy worker shows in its stats."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from detectors.registry import builtin_registry
+from guardrails.detector import BuildContext, Resources, memo
+from guardrails.inference.batcher import MicroBatcher
+from guardrails.pipeline import Pipeline
+from guardrails.policy import parse_policy
+from guardrails.runtime import build_detectors
+from guardrails.settings import Settings
+from guardrails.types import CallContext
+
+POLICY = """
+policy: {id: hostile-test, version: "1"}
+detectors:
+  - name: pii
+    type: pii
+    stages: [input]
+    timeout_ms: 5000
+    on_error: block
+    rules:
+      "*": {action: redact, threshold: 0.5}
+      DATE_TIME: {action: allow}
+  - name: secrets
+    type: secrets
+    stages: [input]
+    timeout_ms: 5000
+    on_error: block
+    rules:
+      "*": {action: block, threshold: 0.5}
+"""
+
+HOSTILE = {
+    "emoji_only": "😀👍🏽🔥👨\u200d👩\u200d👧" * 12_000,
+    "one_char_1mb": "a" * 1_000_000,
+    "combining": "e" + "\u0301\u0308" * 20_000,
+    "rtl_controls": "\u202e\u200f\u2067" * 20_000 + "hello",
+    "separators_only": " .-_/" * 20_000,
+}
+
+
+@pytest.mark.slow
+def test_benign_calls_pass_after_hostile_inputs():
+    registry = builtin_registry()
+    policy = parse_policy(POLICY, source="hostile.yaml", registry=registry)
+    settings = Settings(hash_key="k", data_dir=Path("/nonexistent-trustwall-test"))
+    build = BuildContext(settings=settings, resources=Resources())
+    detectors = build_detectors(policy, registry, build)
+    pipe = Pipeline(policy, detectors, hash_key=b"k")
+
+    async def run() -> None:
+        for name, text in HOSTILE.items():
+            d = await pipe.check("input", [text], CallContext())
+            assert "secrets" not in d.errors, name
+        for i in range(10):
+            d = await pipe.check("input", [f"Please write to Maria Lopez at maria{i}@example.org about the trip."],
+                                 CallContext())
+            assert not d.errors and not d.blocked
+            assert all(t.status == "ok" for t in d.timings)
+            assert "maria" not in d.texts[0].lower()
+        info = detectors["pii"].info()["spacy_batches"]
+        assert info["stuck"] is False and info["busy_s"] == 0
+
+    asyncio.run(run())
+    for d in detectors.values():
+        close = getattr(d, "close", None)
+        if close:
+            close()
+
+
+def test_timed_out_requests_are_skipped_and_the_worker_recovers():
+    gate = threading.Event()
+    ran: list[list[int]] = []
+
+    def fn(items: list[int]) -> list[int]:
+        ran.append(list(items))
+        if items[0] == 0:
+            gate.wait(5)
+        return [i * 2 for i in items]
+
+    b = MicroBatcher(fn, max_batch=1, max_wait_ms=0.0)
+
+    async def run() -> None:
+        slow = asyncio.ensure_future(b.run([0]))
+        await asyncio.sleep(0.05)
+        assert b.stats.as_dict()["busy_s"] > 0
+        abandoned = [asyncio.ensure_future(b.run([k])) for k in (1, 2, 3)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*abandoned), 0.05)
+        gate.set()
+        assert await slow == [0]
+        assert await b.run([7]) == [14]
+
+    asyncio.run(run())
+    b.close()
+    assert [1] not in ran and [2] not in ran and [3] not in ran
+    stats = b.stats.as_dict()
+    assert stats["cancelled"] == 3 and stats["busy_s"] == 0 and not stats["stuck"]
+
+
+def test_memo_cancels_work_when_every_waiter_gave_up():
+    async def run() -> None:
+        ctx = CallContext()
+        cancelled = []
+
+        async def compute() -> int:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+            return 1
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(memo(ctx, "k", compute), 0.05)
+        await asyncio.sleep(0.01)
+        assert cancelled == [True]
+
+        # two waiters: one giving up does not cancel the other's result
+        async def quick() -> int:
+            await asyncio.sleep(0.05)
+            return 2
+
+        ctx2 = CallContext()
+        a = asyncio.ensure_future(memo(ctx2, "k", quick))
+        b = asyncio.ensure_future(memo(ctx2, "k", quick))
+        await asyncio.sleep(0)
+        a.cancel()
+        assert await b == 2
+
+    asyncio.run(run())
