@@ -77,6 +77,17 @@ def _key(value: str) -> str:
     return re.sub(r"\s+", " ", value.strip(" \t\n,.;:!?\"'()")).casefold()
 
 
+_LIST_SEP = re.compile(r"\s*(?:,|;|/|&|\band\b|\bor\b)\s*")
+
+
+def _public(value: str, places: frozenset[str]) -> bool:
+    """The value is a gazetteer name, or a list of them ("Germany, France" merged into one finding)."""
+    if _key(value) in places:
+        return True
+    parts = [p for p in _LIST_SEP.split(value) if p.strip()]
+    return len(parts) > 1 and all(_key(p) in places for p in parts)
+
+
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 _PERSONAL_CUE = re.compile(
     r"\b(?:I|I'm|I've|we|we're|my|our|me|he|she|his|her|they|their|lives?|lived|living|resides?|resided|"
@@ -92,7 +103,7 @@ def public_places(text: str, found: Sequence[Finding], places: frozenset[str], m
     persons = [f.span for f in found if f.category in _NAMED_PERSON and f.span]
     out: list[Finding] = []
     for f in found:
-        if f.category != "LOCATION" or not f.span or _key(text[f.span[0]:f.span[1]]) not in places:
+        if f.category != "LOCATION" or not f.span or not _public(text[f.span[0]:f.span[1]], places):
             out.append(f)
             continue
         s, e = f.span

@@ -486,3 +486,68 @@ def test_each_stage_runs_only_the_components_its_detectors_need():
     d_in, d_out = asyncio.run(go())
     assert d_in.ents and d_out.ents
     assert not d_in.has_annotation("DEP") and d_out.has_annotation("DEP")
+
+
+# --------------------------------------------------------------- normalisation and public places (issue 16)
+
+OBFUSCATED = [
+    ("EMAIL_ADDRESS", "Write to jо\u200bhn.smith@exаmple.org please.", "jо\u200bhn.smith@exаmple.org"),
+    ("CREDIT_CARD", "Card ４１１１ １１１１ １１１１ １１１１ thanks.", "４１１１ １１１１ １１１１ １１１１"),
+    ("CREDIT_CARD", "Card 4111.1111 1111-1111 thanks.", "4111.1111 1111-1111"),
+    ("US_SSN", "My SSN is 123 . 45 . 6789 ok", "123 . 45 . 6789"),
+    ("US_SSN", "SSN 1\u00ad23-45-67\u2060\ufeff89 ok", "1\u00ad23-45-67\u2060\ufeff89"),
+    ("PHONE_NUMBER", "Call me on +44 20 79\u200b46 0958 tomorrow.", "+44 20 79\u200b46 0958"),
+]
+
+
+@pytest.mark.parametrize("entity,text,value", OBFUSCATED)
+def test_obfuscated_identifiers_are_found_in_the_original_text(loaded, entity, text, value):
+    spans = [text[f.span[0]:f.span[1]] for f in _detect(loaded, text) if f.category == entity]
+    assert value in spans
+
+
+def test_obfuscated_values_are_redacted_in_the_original(loaded):
+    text = "Card ４１１１ １１１１ １１１１ １１１１, mail jо\u200bhn@exаmple.org"
+    d = asyncio.run(loaded["pipeline"].check("input", [text], CallContext()))
+    assert "１１１１" not in d.texts[0] and "exаmple" not in d.texts[0] and d.texts[0].startswith("Card ")
+
+
+@pytest.mark.parametrize("text", [
+    "What is the capital of Australia and why was it chosen?",
+    "Mexico City is one of the largest cities in the Americas.",
+    "Compare the economies of Germany, France and Japan since 1990.",
+    "Which rivers flow through Europe and Africa?",
+])
+def test_public_places_in_general_questions_pass_unchanged(loaded, text):
+    assert [f for f in _detect(loaded, text) if f.category == "LOCATION"] == []
+    d = asyncio.run(loaded["pipeline"].check("input", [text], CallContext()))
+    assert d.texts[0] == text
+
+
+def test_personal_places_stay_detected(loaded):
+    text = "Maria Lopez lives in Paris, at 12 Rue de Rivoli, 75001."
+    locs = [text[f.span[0]:f.span[1]] for f in _detect(loaded, text) if f.category == "LOCATION"]
+    assert "Paris" in " ".join(locs) and any("Rivoli" in v for v in locs)
+    text = "I moved to Berlin last year with my kids."
+    assert any(text[f.span[0]:f.span[1]] == "Berlin" for f in _detect(loaded, text) if f.category == "LOCATION")
+
+
+def test_public_places_option_flag_and_redact(loaded):
+    from detectors.pii import PiiDetector
+
+    text = "What is the capital of Australia?"
+    for mode, cat in (("flag", "PUBLIC_PLACE"), ("redact", "LOCATION")):
+        det = PiiDetector("pii", PiiOptions(public_places=mode), loaded["detector"].shared)
+        found = asyncio.run(det.detect([text], CallContext()))[0]
+        assert [(f.category, text[f.span[0]:f.span[1]]) for f in found] == [(cat, "Australia")]
+    with pytest.raises(ValueError):
+        PiiOptions(public_places="sometimes")
+
+
+def test_normalisation_can_be_turned_off(loaded):
+    from detectors.pii import PiiDetector
+
+    det = PiiDetector("pii", PiiOptions(normalize=False), loaded["detector"].shared)
+    text = "Write to jо\u200bhn@exаmple.org please."
+    found = asyncio.run(det.detect([text], CallContext()))[0]
+    assert not [f for f in found if f.category == "EMAIL_ADDRESS" and text[f.span[0]:f.span[1]].startswith("j")]

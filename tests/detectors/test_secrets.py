@@ -179,3 +179,28 @@ def test_unknown_rule_name_rejected_at_load():
     bad = POLICY + "    options: {exclude: [aws_keyz]}\n"
     with pytest.raises(PolicyError, match="unknown secret rules"):
         parse_policy(bad, source="s.yaml", registry=builtin_registry())
+
+
+# ------------------------------------------------------------- normalised and encoded values (issue 16)
+
+def test_obfuscated_and_encoded_secrets_are_found():
+    import base64
+
+    from detectors.secrets import SecretsDetector, SecretsOptions
+
+    det = SecretsDetector("secrets", SecretsOptions())
+    key = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    cases = {
+        "zero_width": f"token {key[:9]}\u200b{key[9:]} end",
+        "base64": "blob " + base64.b64encode(f"key={key}".encode()).decode() + " end",
+        "url": "u=" + "".join(f"%{b:02X}" for b in key.encode()) + " end",
+        "fullwidth": "AKIA" + "".join(chr(ord(c) + 0xFEE0) for c in "IOSFODNN7EXAMPL") + "Q end",
+    }
+    for name, text in cases.items():
+        found = det.scan(text)
+        assert found, name
+        s, e = found[0].span
+        assert 0 <= s < e <= len(text) and text[s:e].strip() == text[s:e], name
+    assert det.scan("plain words and YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo= here") == []
+    off = SecretsDetector("secrets", SecretsOptions(normalize=False))
+    assert off.scan(cases["base64"]) == []
