@@ -567,7 +567,8 @@ class PiiDetector:
                     continue
                 found.append(Finding(self.name, r.entity_type, float(r.score), (int(r.start), int(r.end)),
                                      {"recognizer": rec}))
-            found.extend(separated_numbers(text, self.name, self._wanted))
+            found.extend(g for g in separated_numbers(text, self.name, self._wanted)  # new spans only
+                         if not any(f.category == g.category and f.span == g.span for f in found))
             found = join_date_times(text, tidy_persons(text, found))
             found = merge_locations(text, complete_name_lists(text, resolve_overlaps(text, found)))
             out.append(public_places(text, found, self._places, self.options.public_places))

@@ -3,7 +3,8 @@
 * `separated_numbers`: card numbers and SSNs whose digits are split by unusual separators
   ("4111.1111 1111-1111", "123 . 45 . 6789", "1-2-3-4-5-6-7-8-9"), which Presidio's patterns miss.
   Cards are Luhn- and issuer-checked; SSNs must be valid (area not 000/666/9xx, group not 00, serial
-  not 0000) and carry at least two separators.
+  not 0000), carry at least two separators and follow an SSN context word ("SSN", "social
+  security") within 60 characters: nine digits in odd groups are otherwise often a phone or an id.
 * `public_places`: LOCATION findings that are only a country, capital, continent, well-known region or
   major city (the gazetteer in detectors/data/places.json) identify nobody. They are dropped or
   re-labelled PUBLIC_PLACE unless the context makes them personal: part of a longer address block,
@@ -27,6 +28,9 @@ PUBLIC_PLACE = "PUBLIC_PLACE"
 _DIGIT_RUN = re.compile(r"(?<![\w.\-])\d(?:(?:[ \t.\-_/·•]{1,3})?\d){8,22}(?![\w\-]|\.\d)")
 _SEP = re.compile(r"[ \t.\-_/·•]")
 _CARD_IIN = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|2)|35|2131|1800)")
+
+
+_SSN_CONTEXT = re.compile(r"(?i)\b(?:ssn|ssns|social[ \t]+security|soc[ \t]*sec|tax[ \t]+id|tin)\b")
 
 
 def _luhn(digits: str) -> bool:
@@ -54,7 +58,8 @@ def separated_numbers(text: str, detector: str, wanted: set[str]) -> list[Findin
         if "CREDIT_CARD" in wanted and 13 <= len(digits) <= 19 and _CARD_IIN.match(digits) and _luhn(digits):
             out.append(Finding(detector, "CREDIT_CARD", 0.6, m.span(), {"recognizer": "SeparatedNumberRecognizer"}))
         elif "US_SSN" in wanted and len(digits) == 9 and seps >= 2 and _ssn_ok(digits) \
-                and max(len(g) for g in re.split(r"[^\d]+", value)) <= 4:
+                and max(len(g) for g in re.split(r"[^\d]+", value)) <= 4 \
+                and _SSN_CONTEXT.search(text, max(0, m.start() - 60), m.start()):
             out.append(Finding(detector, "US_SSN", 0.6, m.span(), {"recognizer": "SeparatedNumberRecognizer"}))
     return out
 
