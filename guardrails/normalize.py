@@ -122,7 +122,6 @@ def normalize(text: str, *, confusables: bool = True, leet: bool = False,
     starts: list[int] = []
     ends: list[int] = []
     folds: dict[str, str] = {}  # per call: the same few characters repeat
-    n = len(text)
     for i, ch in enumerate(text):
         if ch.isascii():
             chars.append(ch)
