@@ -1,4 +1,5 @@
-"""PII quality and speed: trustwall's pii detector vs plain Presidio AnalyzerEngine on the same spaCy model.
+"""PII quality and speed: trustwall's pii detector before (stock spaCy NER, `model: sm`) and after (the
+fine-tuned NER, `model: embedded`, the default) vs plain Presidio AnalyzerEngine on the stock spaCy model.
 
     .venv/bin/python -m benchmarks.bench_pii [--quick] [--split report|dev] [--speed-n N]
 
@@ -9,6 +10,9 @@ recall, F1 with exact spans and with overlapping spans (same type, one-to-one), 
 Findings count when their score reaches the threshold of the category's input rule in
 rules/default.yaml (the thresholds a user gets); the baseline is shown out of the box (every result) and
 with the same thresholds.
+Precision on benign general-knowledge prompts: openai-moderation prompts with every label 0 and GSM8K test
+questions; the share of prompts the default policy would change (a finding at or above its category's input
+threshold whose action redacts, masks, hashes, pseudonymises or blocks).
 Speed: one PII pass (trustwall: parse + analyse through detect(); Presidio: analyze()) on 1,000-character
 texts, interleaved, p50/p99 and the ratio.
 """
@@ -131,21 +135,53 @@ def _prf(c: dict[str, int]) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------ systems
 
 
-def policy_thresholds() -> Callable[[str], float]:
+def _pii_spec():  # noqa: ANN202
     from guardrails.policy import load_policy
 
     pol = load_policy(ROOT / "rules" / "default.yaml")
-    spec = next(d for d in pol.detectors if d.type == "pii")
+    return next(d for d in pol.detectors if d.type == "pii")
+
+
+def policy_thresholds() -> Callable[[str], float]:
+    spec = _pii_spec()
     return lambda cat: spec.rule_for("input", cat).threshold
 
 
-def make_trustwall():
+def policy_changes() -> Callable[[str, float], bool]:
+    """Whether a finding of (category, score) makes the default input policy change the prompt."""
+    spec = _pii_spec()
+
+    def changes(cat: str, sc: float) -> bool:
+        rule = spec.rule_for("input", cat)
+        return str(rule.action) in ("redact", "mask", "hash", "pseudonymise", "block") and sc >= rule.threshold
+
+    return changes
+
+
+def load_benign(limit: int | None = None) -> dict[str, list[str]]:
+    """openai-moderation prompts with all labels 0, and GSM8K test questions (train-data's held-out part)."""
+    mod: list[str] = []
+    with open(eval_dir() / "openai-moderation" / "samples-1680.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            labels = [v for k, v in row.items() if k != "prompt"]
+            if labels and all(v == 0 for v in labels):
+                mod.append(row["prompt"])
+    gsm: list[str] = []
+    path = ROOT / ".." / "shared" / "train-data" / "gsm8k" / "test.jsonl"
+    if path.exists():
+        with open(path, encoding="utf-8") as fh:
+            gsm = [json.loads(line)["question"] for line in fh]
+    return {"openai-moderation all-zero": mod[:limit], "GSM8K test questions": gsm[:limit]}
+
+
+def make_trustwall(model: str | None = None):
     from detectors.nlp import get_nlp
     from detectors.pii import PiiDetector, PiiOptions
     from guardrails.detector import Resources
     from guardrails.types import CallContext
 
-    opts = PiiOptions()
+    opts = PiiOptions() if model is None else PiiOptions(model=model)
     det = PiiDetector("pii", opts, get_nlp(Resources(), opts.model, ("ner",)))
     loop = asyncio.new_event_loop()
 
@@ -160,10 +196,10 @@ def make_presidio():
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-    from detectors.nlp import DEFAULT_MODEL
+    from detectors.nlp import STOCK_MODEL
 
     engine = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": DEFAULT_MODEL}]}).create_engine()
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": STOCK_MODEL}]}).create_engine()
     analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
 
     def run(texts: Sequence[str]) -> list[list[tuple[int, int, str, float]]]:
@@ -248,17 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     # no network it logs a traceback and falls back to its snapshot. Keep the table readable.
     logging.getLogger("tldextract").setLevel(logging.CRITICAL)
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    print("loading trustwall pii detector and plain Presidio (same spaCy model) ...", flush=True)
+    print("loading trustwall pii detector (after: embedded fine-tuned NER; before: stock sm) and plain Presidio "
+          "(stock sm) ...", flush=True)
     t0 = time.perf_counter()
     det, ours = make_trustwall()
+    _, before = make_trustwall("sm")
     t1 = time.perf_counter()
     _, base = make_presidio()
     t2 = time.perf_counter()
     gemm = {str(getattr(n.ops, "use_blis", "?")) for _c, comp in det.shared.nlp.pipeline
             if hasattr(getattr(comp, "model", None), "walk") for n in comp.model.walk()}
-    print(f"  trustwall load {t1 - t0:.1f} s (spaCy components run: {sorted(det.shared.required)}; matrix products: "
-          f"{'blis' if gemm == {'True'} else 'numpy BLAS'}, BLAS threads capped at {args.blas_threads or 'no cap'}); "
-          f"presidio load {t2 - t1:.1f} s (full pipeline, thinc's default blis)")
+    print(f"  trustwall load (both) {t1 - t0:.1f} s (spaCy components run: {sorted(det.shared.required)}; matrix "
+          f"products: {'blis' if gemm == {'True'} else 'numpy BLAS'}, BLAS threads capped at "
+          f"{args.blas_threads or 'no cap'}); presidio load {t2 - t1:.1f} s (full pipeline, thinc's default blis)")
     thr = policy_thresholds()
 
     print("\nlabel mapping presidio-synth -> scored type (None: not scored):")
@@ -268,53 +306,73 @@ def main(argv: list[str] | None = None) -> int:
     print("thresholds (rules/default.yaml, input): " + ", ".join(
         f"{t}>={thr(t):g}" for t in ("PERSON", "LOCATION", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "DATE_TIME")))
 
+    def systems(rows: Sequence[tuple[str, list[Span]]], label_map: dict[str, str | None],
+                types: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+        p_after, p_before, p_base = predict(ours, rows), predict(before, rows), predict(base, rows)
+        return {
+            "after: trustwall (policy thr.)": score(rows, thresholded(p_after, thr), label_map, types),
+            "before: stock sm (policy thr.)": score(rows, thresholded(p_before, thr), label_map, types),
+            "presidio (default)": score(rows, thresholded(p_base, None), label_map, types),
+            "presidio (policy thr.)": score(rows, thresholded(p_base, thr), label_map, types),
+        }
+
     synth = load_synth(args.split)
     if args.quick:
         synth = synth[:200]
     types = sorted({v for v in SYNTH_MAP.values() if v})
-    p_ours, p_base = predict(ours, synth), predict(base, synth)
-    res = {
-        "trustwall (policy thr.)": score(synth, thresholded(p_ours, thr), SYNTH_MAP, types),
-        "presidio (default)": score(synth, thresholded(p_base, None), SYNTH_MAP, types),
-        "presidio (policy thr.)": score(synth, thresholded(p_base, thr), SYNTH_MAP, types),
-    }
     half = "second half (reported)" if args.split == "report" else "first half (dev)"
-    print_table(f"presidio-synth-pii, {half}, {len(synth)} texts", res, types)
+    print_table(f"presidio-synth-pii, {half}, {len(synth)} texts", systems(synth, SYNTH_MAP, types), types)
 
     if not args.no_wnut:
         wnut = load_wnut()
         if args.quick:
             wnut = wnut[:300]
         wtypes = ["PERSON", "LOCATION"]
-        w_ours, w_base = predict(ours, wnut), predict(base, wnut)
-        wres = {
-            "trustwall (policy thr.)": score(wnut, thresholded(w_ours, thr), WNUT_MAP, wtypes),
-            "presidio (default)": score(wnut, thresholded(w_base, None), WNUT_MAP, wtypes),
-            "presidio (policy thr.)": score(wnut, thresholded(w_base, thr), WNUT_MAP, wtypes),
-        }
-        print_table(f"WNUT-17 test, {len(wnut)} sentences (report only)", wres, wtypes)
+        print_table(f"WNUT-17 test, {len(wnut)} sentences (report only)", systems(wnut, WNUT_MAP, wtypes), wtypes)
+
+    changes = policy_changes()
+    print("\nbenign general-knowledge prompts changed by the default policy (lower is better; categories hit)")
+    print(f"{'set':<28}{'n':>6}  {'after':>8}{'before':>8}{'presidio':>10}  after: categories")
+    for name, prompts in load_benign(100 if args.quick else None).items():
+        if not prompts:
+            print(f"{name:<28}{'(not found)':>6}")
+            continue
+        rows_b = [(p, []) for p in prompts]
+        cells = []
+        cats: dict[str, int] = defaultdict(int)
+        for i, run in enumerate((ours, before, base)):
+            preds = predict(run, rows_b)
+            hit = [any(changes(c, sc) for _s, _e, c, sc in fl) for fl in preds]
+            cells.append(sum(hit) / len(hit))
+            if i == 0:
+                for fl in preds:
+                    for c in {c for _s, _e, c, sc in fl if changes(c, sc)}:
+                        cats[c] += 1
+        top = ", ".join(f"{c} {n}" for c, n in sorted(cats.items(), key=lambda kv: -kv[1])[:4])
+        print(f"{name:<28}{len(prompts):>6}  {cells[0]:>8.1%}{cells[1]:>8.1%}{cells[2]:>10.1%}  {top}")
 
     n = args.speed_n or (30 if args.quick else 200)
     texts = speed_texts(n)
     for t in texts[:3]:
         ours([t])
+        before([t])
         base([t])
-    t_ours: list[float] = []
-    t_base: list[float] = []
+    timings: dict[str, list[float]] = {"after: trustwall": [], "before: stock sm": [], "presidio AnalyzerEngine": []}
+    runs = dict(zip(timings, (ours, before, base)))
     for t in texts:
-        a = time.perf_counter()
-        ours([t])
-        b = time.perf_counter()
-        base([t])
-        c = time.perf_counter()
-        t_ours.append((b - a) * 1000)
-        t_base.append((c - b) * 1000)
+        for name, run in runs.items():
+            a = time.perf_counter()
+            run([t])
+            timings[name].append((time.perf_counter() - a) * 1000)
     print(f"\nspeed: one PII pass over a 1,000-character text, {len(texts)} texts, interleaved, ms")
     print(f"{'system':<26}{'p50':>8}{'p99':>8}{'mean':>8}")
-    for name, v in (("trustwall", t_ours), ("presidio AnalyzerEngine", t_base)):
+    for name, v in timings.items():
         print(f"{name:<26}{pct(v, .5):>8.1f}{pct(v, .99):>8.1f}{statistics.fmean(v):>8.1f}")
-    print(f"ratio trustwall/presidio: p50 {pct(t_ours, .5) / pct(t_base, .5):.2f}, "
-          f"p99 {pct(t_ours, .99) / pct(t_base, .99):.2f} (< 1 is faster)")
+    t_base = timings["presidio AnalyzerEngine"]
+    for name in ("after: trustwall", "before: stock sm"):
+        v = timings[name]
+        print(f"ratio {name}/presidio: p50 {pct(v, .5) / pct(t_base, .5):.2f}, "
+              f"p99 {pct(v, .99) / pct(t_base, .99):.2f} (< 1 is faster)")
     return 0
 
 

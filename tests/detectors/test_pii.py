@@ -445,9 +445,9 @@ def test_missing_model_is_a_clear_error_not_a_download():
 
 
 def test_spacy_package_name_alias_maps_to_embedded_model():
-    from detectors.nlp import resolve_model_name
+    from detectors.nlp import STOCK_MODEL, resolve_model_name
 
-    assert resolve_model_name("en_core_web_sm") in ("en_core_web_sm", DEFAULT_MODEL)
+    assert resolve_model_name("en_core_web_sm") in ("en_core_web_sm", STOCK_MODEL)
 
 
 def test_output_stage_uses_its_own_rules(loaded):
