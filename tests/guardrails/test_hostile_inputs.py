@@ -79,11 +79,13 @@ def test_benign_calls_pass_after_hostile_inputs():
 
 def test_timed_out_requests_are_skipped_and_the_worker_recovers():
     gate = threading.Event()
+    entered = threading.Event()
     ran: list[list[int]] = []
 
     def fn(items: list[int]) -> list[int]:
         ran.append(list(items))
         if items[0] == 0:
+            entered.set()
             gate.wait(5)
         return [i * 2 for i in items]
 
@@ -91,10 +93,9 @@ def test_timed_out_requests_are_skipped_and_the_worker_recovers():
 
     async def run() -> None:
         slow = asyncio.ensure_future(b.run([0]))
-        await asyncio.sleep(0.05)
-        assert b.stats.as_dict()["busy_s"] > 0
+        assert await asyncio.to_thread(entered.wait, 5)  # the worker is inside the slow batch
+        assert b.stats.busy_since is not None  # counted as busy while inside the batch
         abandoned = [asyncio.ensure_future(b.run([k])) for k in (1, 2, 3)]
-        await asyncio.sleep(0.01)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*abandoned), 0.05)
         gate.set()

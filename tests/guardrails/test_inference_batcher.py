@@ -15,8 +15,10 @@ class Recorder:
     def __init__(self, gate: threading.Event | None = None):
         self.calls: list[list[int]] = []
         self.gate = gate
+        self.entered = threading.Event()
 
     def __call__(self, items: list[int]) -> list[int]:
+        self.entered.set()
         if self.gate is not None:
             self.gate.wait(5)
         self.calls.append(list(items))
@@ -39,10 +41,9 @@ async def test_concurrent_callers_share_runs_while_the_worker_is_busy():
     rec = Recorder(gate)
     b = MicroBatcher(rec, max_batch=32, max_wait_ms=0)
     try:
-        first = asyncio.ensure_future(b.run([0]))
-        await asyncio.sleep(0.05)  # the worker now holds [0] and waits on the gate
-        rest = [asyncio.ensure_future(b.run([i])) for i in range(1, 21)]
-        await asyncio.sleep(0.05)
+        first = asyncio.wrap_future(b.submit([0]))
+        assert await asyncio.to_thread(rec.entered.wait, 5)  # the worker holds [0] and waits on the gate
+        rest = [asyncio.wrap_future(b.submit([i])) for i in range(1, 21)]  # queued while it is busy
         gate.set()
         assert await first == [0]
         assert [await r for r in rest] == [[i * 10] for i in range(1, 21)]

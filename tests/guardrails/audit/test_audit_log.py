@@ -29,8 +29,10 @@ class GateSink:
         self.fail_first = fail_first
         self.checkpoints = 0
         self.closed = False
+        self.entered = threading.Event()  # set once the writer is inside append()
 
     def append(self, bodies: list[dict[str, Any]]) -> int:
+        self.entered.set()
         self.gate.wait(10)
         if self.fail_first:
             self.fail_first -= 1
@@ -62,7 +64,8 @@ async def test_refuse_when_full_raises_a_503_error_and_drops_nothing_accepted() 
         for r in recs:
             await log.record(r)
             accepted += 1
-            await asyncio.sleep(0.05)  # let the writer take the first one and block on the gate
+            if accepted == 1:  # the writer takes the first one and blocks on the gate
+                assert await asyncio.to_thread(sink.entered.wait, 5)
     assert isinstance(err.value, TrustwallError) and err.value.status == 503
     assert accepted == 3  # one in the writer's hands, two queued
     sink.gate.set()
@@ -75,7 +78,8 @@ async def test_wait_when_full_waits_without_blocking_the_loop() -> None:
     log = AuditLog(sink, queue_size=1, on_full="wait", batch=1)  # type: ignore[arg-type]
     recs = await records(5)
     task = asyncio.ensure_future(asyncio.gather(*(log.record(r) for r in recs)))
-    await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(sink.entered.wait, 5)  # the writer holds one, blocked on the gate
+    await asyncio.sleep(0)
     assert not task.done()  # callers wait for room; the loop still runs this coroutine
     sink.gate.set()
     await asyncio.wait_for(task, 10)
