@@ -175,18 +175,26 @@ def load_benign(limit: int | None = None) -> dict[str, list[str]]:
     return {"openai-moderation all-zero": mod[:limit], "GSM8K test questions": gsm[:limit]}
 
 
-def make_trustwall(model: str | None = None):
+def make_trustwall(model: str | None = None, extra: dict[str, str] | None = None):
     from detectors.nlp import get_nlp
     from detectors.pii import PiiDetector, PiiOptions
     from guardrails.detector import Resources
     from guardrails.types import CallContext
 
-    opts = PiiOptions() if model is None else PiiOptions(model=model)
+    kw: dict[str, object] = dict(extra or {})
+    if model is not None:
+        kw["model"] = model
+    opts = PiiOptions(**kw)
     det = PiiDetector("pii", opts, get_nlp(Resources(), opts.model, ("ner",)))
     loop = asyncio.new_event_loop()
 
     def run(texts: Sequence[str]) -> list[list[tuple[int, int, str, float]]]:
-        res = loop.run_until_complete(det.detect(list(texts), CallContext()))
+        # one request per text (names propagate and lone names are judged within a request), run
+        # concurrently so that spaCy still parses them as one batch
+        async def each() -> list[list]:
+            return await asyncio.gather(*(det.detect([t], CallContext()) for t in texts))
+
+        res = [r[0] for r in loop.run_until_complete(each())]
         return [[(f.span[0], f.span[1], f.category, f.score) for f in fl if f.span] for fl in res]
 
     return det, run
@@ -267,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="presidio-synth half: dev = first half (tuning), report = second half")
     ap.add_argument("--speed-n", type=int, default=0, help="number of 1,000-char texts to time")
     ap.add_argument("--no-wnut", action="store_true")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="pii detector option for both trustwall columns, e.g. lone_names=redact")
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="cap numpy's BLAS threads first, as `trustwall serve` does (0: leave as is)")
     args = ap.parse_args(argv)
@@ -287,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     print("loading trustwall pii detector (after: embedded fine-tuned NER; before: stock sm) and plain Presidio "
           "(stock sm) ...", flush=True)
     t0 = time.perf_counter()
-    det, ours = make_trustwall()
-    _, before = make_trustwall("sm")
+    extra = dict(o.split("=", 1) for o in args.option)
+    det, ours = make_trustwall(None, extra)
+    _, before = make_trustwall("sm", extra)
     t1 = time.perf_counter()
     _, base = make_presidio()
     t2 = time.perf_counter()

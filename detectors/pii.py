@@ -25,7 +25,17 @@ from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.types import CallContext, Finding
 
 from detectors.nlp import DEFAULT_MODEL, SharedNLP, get_nlp, parse
-from detectors.pii_public import PUBLIC_PLACE, PublicPlaces, load_places, public_places, separated_numbers
+from detectors.pii_public import (
+    LONE_NAME,
+    PUBLIC_PLACE,
+    LoneNames,
+    PublicPlaces,
+    context_places,
+    load_places,
+    lone_names,
+    public_places,
+    separated_numbers,
+)
 from detectors.pii_spans import join_date_times, tidy_persons
 from guardrails.normalize import Normalized, normalize
 
@@ -103,6 +113,11 @@ class PiiOptions(Options):
     public_places: PublicPlaces = Field("ignore", description="countries, capitals, continents, major regions and "
                                         "cities outside a personal context: ignore (not reported), flag (reported "
                                         "as PUBLIC_PLACE) or redact (reported as LOCATION)")
+    context_places: bool = Field(True, description="with public_places ignore/flag: any place the NER finds on its "
+                                 "own, in a sentence with no person and no personal cue, is treated as public too")
+    lone_names: LoneNames = Field("redact", description="a one-word name (no title, not introduced with 'my name "
+                                  "is') in a request with no other personal data: redact (reported as PERSON, the "
+                                  "privacy-first default), flag (reported as LONE_NAME) or ignore (not reported)")
 
     @field_validator("allow_patterns")
     @classmethod
@@ -571,8 +586,11 @@ class PiiDetector:
                          if not any(f.category == g.category and f.span == g.span for f in found))
             found = join_date_times(text, tidy_persons(text, found))
             found = merge_locations(text, complete_name_lists(text, resolve_overlaps(text, found)))
-            out.append(public_places(text, found, self._places, self.options.public_places))
-        return propagate_names(texts, out, self.name)
+            found = public_places(text, found, self._places, self.options.public_places)
+            if self.options.context_places and self._places:
+                found = context_places(text, found, self.options.public_places)
+            out.append(found)
+        return lone_names(texts, propagate_names(texts, out, self.name), self.options.lone_names)
 
     async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
         if not texts:
@@ -804,6 +822,6 @@ TYPE = DetectorType(
     "pii",
     PiiOptions,
     _build,
-    categories=(*BUILTIN_ENTITIES, PUBLIC_PLACE),
+    categories=(*BUILTIN_ENTITIES, PUBLIC_PLACE, LONE_NAME),
     description="PII (Presidio on the shared spaCy pipeline): names, contact data, cards, IBANs, ids, custom",
 )

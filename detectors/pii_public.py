@@ -121,3 +121,76 @@ def public_places(text: str, found: Sequence[Finding], places: frozenset[str], m
             out.append(Finding(f.detector, PUBLIC_PLACE, f.score, f.span, {**f.evidence, "public_place": True},
                                f.message_index))
     return out
+
+
+# ------------------------------------------------------------------ names and places that identify nobody
+
+LoneNames = Literal["ignore", "flag", "redact"]
+LONE_NAME = "LONE_NAME"
+_TITLE_BEFORE = re.compile(r"(?i)\b(?:mr|mrs|ms|mx|miss|dr|prof|sir|dame|lord|lady|rev|fr|capt|sgt|officer|"
+                           r"detective|judge|senator|president|minister|professor|doctor|uncle|aunt)\.?\s+$")
+_INTRO_BEFORE = re.compile(r"(?i)(?:\b(?:my|his|her|their|your) name is|\bI am|\bI'm|\bnamed|\bcalled|\bcall me|"
+                           r"\bthis is|\b(?:dear|hi|hello|hey|thanks|thank you|regards|sincerely|cheers|best),?)\s+$")
+_NOT_IDENTIFYING = {"DATE_TIME", "URL", "NRP", "ORGANIZATION", PUBLIC_PLACE, LONE_NAME}
+_NER = "SpacyRecognizer"
+
+
+def _lone_name(text: str, f: Finding) -> bool:
+    """A name the NER (or propagation of an NER name) found that is one word, with no title before it and
+    not introduced or addressed ("my name is Priya", "I'm Priya", "Hi Priya,", "Thanks, Priya")."""
+    if f.category != "PERSON" or not f.span or f.evidence.get("recognizer") not in (_NER, "propagated", "name_list"):
+        return False
+    s, e = f.span
+    value = text[s:e].strip()
+    before = text[max(0, s - 24):s]
+    return bool(value) and not any(c.isspace() for c in value) and not _TITLE_BEFORE.search(before) \
+        and not _INTRO_BEFORE.search(before)
+
+
+def context_places(text: str, found: Sequence[Finding], mode: PublicPlaces) -> list[Finding]:
+    """A place the NER found on its own (not an address block, not a merged list) in a sentence with no
+    personal cue and no full name identifies nobody either ("the Alps", "Springfield's mayor said"):
+    treated like a public place. Addresses, postcodes and places next to a person stay LOCATION."""
+    if mode == "redact":
+        return list(found)
+    sentences = [m.span() for m in _SENTENCE.finditer(text)]
+    persons = [f.span for f in found if f.category == "PERSON" and f.span and not _lone_name(text, f)]
+    out: list[Finding] = []
+    for f in found:
+        if f.category != "LOCATION" or not f.span or f.evidence.get("recognizer") != _NER:
+            out.append(f)
+            continue
+        s, _ = f.span
+        sent = next(((a, b) for a, b in sentences if a <= s < b), (0, len(text)))
+        if any(a < sent[1] and sent[0] < b for a, b in persons) or _PERSONAL_CUE.search(text, sent[0], sent[1]):
+            out.append(f)
+        elif mode == "flag":
+            out.append(Finding(f.detector, PUBLIC_PLACE, f.score, f.span, {**f.evidence, "public_place": True},
+                               f.message_index))
+    return out
+
+
+def lone_names(texts: Sequence[str], results: Sequence[Sequence[Finding]], mode: LoneNames,
+               min_score: float = 0.5) -> list[list[Finding]]:
+    """A given name on its own ("Janet sells 16 eggs", "ask Bob") identifies nobody unless something else
+    in the same request does: a full name, a titled name, a name the writer introduces ("my name is"), or
+    any identifier (e-mail, phone, card, account, address, a personal place...). Without one, lone names
+    are dropped (`ignore`), reported as LONE_NAME (`flag`) or kept as PERSON (`redact`). The whole request
+    is one scope, so a name is treated the same in every message and pseudonyms stay consistent."""
+    if mode == "redact":
+        return [list(fl) for fl in results]
+    identified = any(f.category not in _NOT_IDENTIFYING and f.score >= min_score and not _lone_name(t, f)
+                     for t, fl in zip(texts, results) for f in fl)
+    if identified:
+        return [list(fl) for fl in results]
+    out: list[list[Finding]] = []
+    for t, fl in zip(texts, results):
+        kept: list[Finding] = []
+        for f in fl:
+            if not _lone_name(t, f):
+                kept.append(f)
+            elif mode == "flag":
+                kept.append(Finding(f.detector, LONE_NAME, f.score, f.span, {**f.evidence, "lone_name": True},
+                                    f.message_index))
+        out.append(kept)
+    return out

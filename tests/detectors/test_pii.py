@@ -551,3 +551,52 @@ def test_normalisation_can_be_turned_off(loaded):
     text = "Write to jо\u200bhn@exаmple.org please."
     found = asyncio.run(det.detect([text], CallContext()))[0]
     assert not [f for f in found if f.category == "EMAIL_ADDRESS" and text[f.span[0]:f.span[1]].startswith("j")]
+
+
+def _det(loaded, **opts):
+    from detectors.pii import PiiDetector
+
+    return PiiDetector("pii", PiiOptions(**opts), loaded["detector"].shared)
+
+
+def _cats(det, text):
+    return [(f.category, text[f.span[0]:f.span[1]]) for f in asyncio.run(det.detect([text], CallContext()))[0]]
+
+
+def test_a_place_outside_any_personal_context_is_public(loaded):
+    text = "The mayor of Bucyrus opened the festival."
+    assert ("LOCATION", "Bucyrus") in _cats(_det(loaded, context_places=False), text)  # the NER does find it
+    assert [c for c in _cats(_det(loaded), text) if c[0] == "LOCATION"] == []
+    assert ("PUBLIC_PLACE", "Bucyrus") in _cats(_det(loaded, public_places="flag"), text)
+    personal = "Maria Lopez grew up in Bucyrus and still lives there."
+    assert ("LOCATION", "Bucyrus") in _cats(_det(loaded), personal)
+
+
+LONE = "Janet sells 16 eggs a day at the market. How much does Janet earn in a week?"
+
+
+def test_lone_given_names_follow_the_lone_names_option(loaded):
+    assert _cats(_det(loaded), LONE).count(("PERSON", "Janet")) == 2  # default: privacy first
+    assert [c for c in _cats(_det(loaded, lone_names="ignore"), LONE) if c[1] == "Janet"] == []
+    assert _cats(_det(loaded, lone_names="flag"), LONE).count(("LONE_NAME", "Janet")) == 2
+    with pytest.raises(ValueError):
+        PiiOptions(lone_names="never")
+
+
+@pytest.mark.parametrize("text,name", [
+    ("Janet's e-mail is janet.w@example.org, please add her to the list.", "Janet"),
+    ("Janet Whitfield sells 16 eggs a day. How much does Janet earn?", "Janet"),
+    ("Ask Dr. Okafor whether the results came back.", "Okafor"),
+    ("Hi, my name is Priya and I need help with my order.", "Priya"),
+    ("Thanks, Priya! See you on Monday.", "Priya"),
+])
+def test_lone_names_are_kept_when_something_identifies_the_person(loaded, text, name):
+    found = _cats(_det(loaded, lone_names="ignore"), text)
+    assert any(c == "PERSON" and name in v for c, v in found), found
+
+
+def test_one_identifier_anywhere_in_the_request_keeps_names_in_every_message(loaded):
+    det = _det(loaded, lone_names="ignore")
+    texts = ["Please pass this on to Janet.", "Her number is +1 415 555 0134."]
+    found = asyncio.run(det.detect(texts, CallContext()))
+    assert [f.category for f in found[0]] == ["PERSON"] and "PHONE_NUMBER" in [f.category for f in found[1]]
