@@ -17,7 +17,7 @@ $(VENV)/.base: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,convert]"
+	$(BIN)/pip install -q -e ".[dev,convert,train]"
 	touch $(VENV)/.base $@
 
 install: $(VENV)/.base
