@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from training.tox.export import DEFAULT_OUT, export
 from training.tox.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.tox", description=__doc__)
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "train-data")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write")
+    ap.add_argument("--out", type=Path, default=ROOT / "detectors" / "models" / "minilm-tw", help="model folder")
     ap.add_argument("--run-dir", type=Path, default=ROOT / "build" / "tox-run", help="weights + report")
     ap.add_argument("--encoder-dir", type=Path, default=None)
     ap.add_argument("--device", default="auto")
@@ -36,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                       log=lambda s: print(s, file=sys.stderr, flush=True))
     report = train(cfg)
     if not a.train_only:
+        from training.tox.export import export  # needs onnxruntime; the training alone does not
+
         res = export(a.run_dir / "weights.safetensors", report, a.out, encoder_dir=a.encoder_dir)
         print(json.dumps({k: res[k] for k in ("out", "sizes", "parity", "seconds")}, indent=2))
     return 0

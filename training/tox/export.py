@@ -15,7 +15,6 @@ import torch
 
 from guardrails.inference.convert import optimize_onnx, quantize_int8
 from guardrails.inference.manifest import Manifest, TokenizerSpec, sha256_file, write_manifest
-from training.tox import data
 from training.tox.card import write_card
 from training.tox.model import BertConfig, Calibrated, MultiLabelMiniLM, minilm_dir
 
