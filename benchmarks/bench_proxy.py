@@ -117,7 +117,9 @@ def _serve_proxy(port: int, mode: str, upstream_url: str, data_dir: str, audit: 
         override = upstream_url
     runtime = build_runtime(settings, policy=policy, audit=audit)
     app = create_app(runtime, upstream=override)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    from guardrails.proxy.protocol import http_protocol
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http=http_protocol())
 
 
 class Server:

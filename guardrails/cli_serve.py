@@ -70,7 +70,10 @@ def serve(
     typer.echo(f"trustwall proxy on http://{shown}:{port}/v1 (policy {pol.id}; "
                f"{'keys required' if exists else 'no keys yet: keyless calls run as role ' + str(pol.access.anonymous_role)})",
                err=True)
-    uvicorn.run(application, host=host, port=port, log_level=log_level, lifespan="on")
+    from guardrails.proxy.protocol import http_protocol
+
+    # http=: uvicorn's parser, but malformed HTTP gets an OpenAI-style JSON error body, not a text line
+    uvicorn.run(application, host=host, port=port, log_level=log_level, lifespan="on", http=http_protocol())
 
 
 def _store(ctx: typer.Context):  # noqa: ANN202

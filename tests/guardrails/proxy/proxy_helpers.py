@@ -25,9 +25,11 @@ from guardrails.types import CallRecord
 class ServerThread:
     """uvicorn in a thread, bound to 127.0.0.1 on an ephemeral port."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, http: Any = "auto"):
+        from guardrails.proxy.protocol import http_protocol
+
         self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                                     timeout_graceful_shutdown=2)
+                                     timeout_graceful_shutdown=2, http=http_protocol(http))
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0
