@@ -239,8 +239,13 @@ def safe_text(text: str, judgements: Sequence[Judgement], blocked: bool = False)
 
 
 def decision_texts(dec: Decision | None, mode: TextMode, hash_key: bytes) -> list[str | None] | None:
+    """The texts of one stage as the audit keeps them. None for a text = withheld. When a check of the
+    stage did not complete (error, timeout: listed in the record's `detector_errors`) nothing it would
+    have found can be cut, so "redacted" keeps no text of that stage at all (hash mode keeps hashes)."""
     if dec is None or mode == "none":
         return None
+    if mode == "redacted" and dec.errors:
+        return [None for _ in dec.texts]
     if mode == "hash":
         return [hmac.new(hash_key, t.encode("utf-8"), hashlib.sha256).hexdigest() for t in dec.texts]
     by_msg: dict[int, list[Judgement]] = {}

@@ -108,3 +108,67 @@ def test_evidence_keeps_ids_and_numbers_only() -> None:
           "rule": "has a space and @", "recognizer": "EmailRecognizer"}
     assert _safe_evidence(ev) == {"source_id": "book-17", "matched_span": [3, 9], "similarity": 0.93,
                                   "recognizer": "EmailRecognizer"}
+
+
+@ALL_SINKS
+@pytest.mark.parametrize("mode", ["redacted", "hash", "none"])
+async def test_a_timed_out_check_leaves_no_raw_value_in_the_store(settings: Any, store_url: str, mode: str) -> None:
+    """A PII check that times out (or crashes) finds nothing to cut: the stage's text must not be stored."""
+    import asyncio
+
+    from pydantic import BaseModel
+
+    from detectors.registry import builtin_registry
+    from guardrails.detector import BuildContext, DetectorType, Resources
+    from guardrails.pipeline import Pipeline
+    from guardrails.policy import parse_policy
+    from guardrails.runtime import build_detectors
+    from guardrails.types import CallContext, CallRecord, Principal
+
+    class SlowOptions(BaseModel):
+        crash: bool = False
+
+    class Slow:
+        def __init__(self, crash: bool) -> None:
+            self.crash = crash
+
+        async def detect(self, texts, ctx):  # noqa: ANN001, ANN202
+            if self.crash:
+                raise RuntimeError("boom")
+            await asyncio.sleep(5)
+            return [[] for _ in texts]
+
+    reg = builtin_registry()
+    reg.register(DetectorType("slow", SlowOptions, lambda spec, o, b: Slow(o.crash), categories=("PERSON",),
+                              stages=("input", "output")))
+    pol = parse_policy(f"""
+policy: {{id: t}}
+detectors:
+  - {{name: pii, type: slow, stages: [input, output], timeout_ms: 50, on_error: block}}
+  - {{name: crashy, type: slow, stages: [output], on_error: flag, options: {{crash: true}}}}
+audit: {{text: {mode}}}
+""", registry=reg)
+    pipe = Pipeline(pol, build_detectors(pol, reg, BuildContext(settings=None, resources=Resources(),  # type: ignore[arg-type]
+                                                                policy_dir=None)), hash_key=b"k" * 32)
+    store = open_store(settings, store_url, checkpoint_every=5)
+    log = AuditLog(store, policy_id=pol.id, policy_version=pol.digest, text_mode=mode, hash_key=b"h" * 32)  # type: ignore[arg-type]
+    prompt = "; ".join(RAW_VALUES)
+    ctx = CallContext(principal=Principal("k", "user"))
+    dec_in = await pipe.check_input([prompt], ctx)
+    assert dec_in.blocked and dec_in.errors == ("pii",)
+    dec_out = await pipe.check_output("answer: " + prompt, CallContext())  # the output stage fails too
+    assert dec_out.errors
+    for i, (a, b) in enumerate(((dec_in, None), (dec_in, dec_out))):
+        await log.record(CallRecord(request_id=f"r{i}", principal=ctx.principal, route="/v1/chat/completions",
+                                    model="m", upstream="echo", input=a, output=b, started_at=1.0, status=400,
+                                    final_action=Action.BLOCK))
+    await log.aclose()
+    blob = dump_store(store_url)
+    assert "detector_timeout" in blob or "pii" in blob  # the record is there and says which check failed
+    assert leaks(blob) == []
+    reader = open_store(settings, store_url)
+    try:
+        exported = b"".join(export_chunks(reader, "jsonl", Filters())).decode()
+    finally:
+        reader.close()
+    assert leaks(exported) == [] and exported.count('"id"') >= 2
