@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM_MODULE = ROOT / "tests" / "guardrails" / "proxy" / "proxy_upstream.py"
@@ -99,6 +100,25 @@ def _serve_upstream(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def old_default_policy() -> Any:
+    """The default policy as it was before the trained model: no injection check, lexical toxicity."""
+    import yaml
+
+    from detectors.registry import builtin_registry
+    from guardrails.policy import parse_policy
+    from guardrails.settings import default_policy_path
+
+    doc = yaml.safe_load(default_policy_path().read_text())
+    doc["detectors"] = [d for d in doc["detectors"] if d["type"] != "injection"]
+    for d in doc["detectors"]:
+        if d["type"] == "toxicity":
+            d["options"] = {**d.get("options", {}), "model": "lexical"}
+            d["rules"] = {"*": {"action": "block", "threshold": 0.8}, "identity_attack": {"action": "block",
+                          "threshold": 0.7}, "threat": {"action": "block", "threshold": 0.7}}
+    doc["policy"]["id"] = "default-before-minilm"
+    return parse_policy(yaml.safe_dump(doc), registry=builtin_registry())
+
+
 def _serve_proxy(port: int, mode: str, upstream_url: str, data_dir: str, audit: bool) -> None:
     import uvicorn
 
@@ -112,6 +132,9 @@ def _serve_proxy(port: int, mode: str, upstream_url: str, data_dir: str, audit: 
     if mode == "none":
         policy = parse_policy(f"policy: {{id: bench-none}}\nupstreams: [{{name: up, kind: openai, url: '{upstream_url}'}}]")
         override = None
+    elif mode == "old-default":
+        policy = old_default_policy()
+        override = upstream_url
     else:
         policy = load_policy(default_policy_path(), builtin_registry())
         override = upstream_url
@@ -381,6 +404,22 @@ async def run(args: argparse.Namespace) -> int:
             rows.append(_row("no detectors, stream: to the last byte", sd, sp))
         finally:
             px.stop()
+        # ---- 2a: the previous default policy (lexical toxicity, no injection check), the baseline of 2
+        po = Server("proxy", "--_mode", "old-default", "--_upstream", upstream_url, "--_data", data_dir,
+                    *(["--no-audit"] if args.no_audit else []))
+        try:
+            await po.wait_ready("/readyz", timeout=600)
+            big = _body(PROMPT_1K, ANSWER_1K)
+            for port in (up.port, po.port):
+                await sequential(port, big, 5)
+            od = await sequential(up.port, big, n_default)
+            op = await sequential(po.port, big, n_default)
+            rows.append(_row("previous default policy (lexical toxicity, no injection check), 1,000 + 1,000 chars",
+                             od, op))
+        except RuntimeError as exc:
+            notes.append(f"previous default policy: could not start ({str(exc)[:300]})")
+        finally:
+            po.stop()
         # ---- 2 + 3b: the default policy with its real detectors
         pd = Server("proxy", "--_mode", "default", "--_upstream", upstream_url, "--_data", data_dir,
                     *(["--no-audit"] if args.no_audit else []))
@@ -442,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-audit", action="store_true", help="run the proxy without its audit log")
     ap.add_argument("--_serve", choices=["upstream", "proxy"], help=argparse.SUPPRESS)
     ap.add_argument("--_port", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--_mode", choices=["none", "default"], help=argparse.SUPPRESS)
+    ap.add_argument("--_mode", choices=["none", "default", "old-default"], help=argparse.SUPPRESS)
     ap.add_argument("--_upstream", help=argparse.SUPPRESS)
     ap.add_argument("--_data", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

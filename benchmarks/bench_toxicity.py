@@ -1,20 +1,26 @@
-"""Toxicity post-check: quality of the embedded default and speed of the ONNX runtime.
+"""Toxicity check: the old default (lexical) vs the new default (minilm-tw) in one run; speed.
 
     .venv/bin/python -m benchmarks.bench_toxicity [--quick] [--json OUT] [--skip-quality] [--skip-speed]
-                                                   [--model DIR]   # also score a production model dir
+        [--model DIR ...]      # also score other model dirs (e.g. the no-contrast ablation)
+        [--fp32-dir DIR]       # minilm-tw with its fp32 variant (default build/minilm-tw-full, when built)
+        [--skip-bert]          # skip the random BERT-base ONNX-vs-PyTorch row (minutes)
 
-Quality (eval-data, MANIFEST.md; nothing here trains or tunes, the ensemble rule and thresholds were
-fixed before measuring): the embedded default as shipped ("ensemble mean") vs each of its two models
-alone ("bilstm", "profanity") and the other obvious combination ("ensemble max"). Texts are scored per
-sentence, max over sentences, as the detector does. "Flagged" means the default policy's thresholds
-(rules/default.yaml: any label >= 0.8, identity_attack and threat >= 0.7). Metrics: HateCheck accuracy per
-functionality and macro-F1; openai-moderation AUPRC for H (identity_attack), HR (max of insult,
-toxicity), V (threat); ToxiGen-demonstrations ROC-AUC; HolisticBias generated (benign) sentences false
-positive rate; jigsaw sample per-label ROC-AUC (sanity only, 101 rows).
+Quality (eval-data, MANIFEST.md; nothing here trains or tunes: minilm-tw's thresholds were chosen on its
+own training-validation split and written into rules/default.yaml before these suites were scored).
+Systems: the lexical BiLSTM + TF-IDF ensemble with the old default policy's thresholds (any label >= 0.8,
+identity_attack and threat >= 0.7), and minilm-tw int8 (as shipped) with the thresholds of today's
+rules/default.yaml. Texts are scored per sentence, max over sentences, as the detector does. Metrics:
+HateCheck accuracy per functionality and macro-F1 (hate = toxicity, insult or identity_attack flagged);
+openai-moderation AUPRC for H (identity_attack), HR (max of insult, toxicity), V (threat), S
+(sexual_explicit), SH (self_harm), any-category F1 at the policy thresholds and the false-positive rate on
+its all-zero rows; ToxiGen-demonstrations ROC-AUC and neutral FPR; ETHOS binary ROC-AUC; HolisticBias
+(benign generated sentences) FPR overall and the worst 10 descriptors; multilingual HateCheck as a
+coverage row; jigsaw sample per-label ROC-AUC (sanity only, 101 rows).
 
-Speed (same run, same threads): profanity model ONNX vs scikit-learn; a Detoxify-architecture BERT-base
-(randomly initialised, saved as a Detoxify checkpoint, converted by `convert_detoxify`) in ONNX Runtime vs
-PyTorch at batch 1 and 32 x 128 tokens; the MicroBatcher under 64 concurrent callers vs no batching.
+Speed (same run, same threads): per-text latency p50/p99 of one 1,000-character text (toxicity per
+sentence, injection on the whole text) for lexical vs minilm-tw int8 vs fp32; the MicroBatcher under 64
+concurrent callers vs no batching; profanity model ONNX vs scikit-learn; a Detoxify-architecture BERT-base
+(random weights, converted by `convert_detoxify`) in ONNX Runtime vs PyTorch at batch 1 and 32 x 128 tokens.
 """
 
 from __future__ import annotations
@@ -41,8 +47,23 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-POLICY_THRESHOLDS = {"*": 0.8, "identity_attack": 0.7, "threat": 0.7}  # rules/default.yaml, toxicity entry
+LEXICAL_THRESHOLDS = {"*": 0.8, "identity_attack": 0.7, "threat": 0.7}  # the old default policy's toxicity rules
 HATE_LABELS = ("toxicity", "insult", "identity_attack")
+OLD, NEW = "lexical (old default)", "minilm-tw int8 (new default)"
+
+
+def policy_thresholds() -> dict[str, float]:
+    """The toxicity rules of the shipped default policy (rules/default.yaml), as label -> threshold."""
+    from guardrails.policy import load_policy
+
+    pol = load_policy(ROOT / "rules" / "default.yaml")
+    spec = next(d for d in pol.detectors if d.type == "toxicity")
+    out = {}
+    for cat in ("*", *spec.rules, *spec.output_rules):
+        rule = spec.rule_for("output", cat)
+        if rule is not None and rule.threshold is not None:
+            out[cat] = float(rule.threshold)
+    return out
 
 
 def eval_dir() -> Path:
@@ -80,11 +101,13 @@ def macro_f1(y: Sequence[int], pred: Sequence[int]) -> float:
     return (f1(y, pred) + f1([1 - a for a in y], [1 - b for b in pred])) / 2
 
 
-def flagged(sc: dict[str, float], labels: Sequence[str] | None = None) -> bool:
+def flagged(sc: dict[str, float], thresholds: dict[str, float], labels: Sequence[str] | None = None) -> bool:
+    from detectors.toxicity import TOXICITY_LABELS
+
     for k, v in sc.items():
-        if k == "profanity" or (labels is not None and k not in labels):
+        if k not in TOXICITY_LABELS or (labels is not None and k not in labels):
             continue
-        if v >= POLICY_THRESHOLDS.get(k, POLICY_THRESHOLDS["*"]):
+        if v >= thresholds.get(k, thresholds["*"]):
             return True
     return False
 
@@ -93,30 +116,42 @@ def hate_score(sc: dict[str, float]) -> float:
     return max(sc.get(k, 0.0) for k in HATE_LABELS)
 
 
+def top_score(sc: dict[str, float]) -> float:
+    from detectors.toxicity import TOXICITY_LABELS
+
+    return max((v for k, v in sc.items() if k in TOXICITY_LABELS), default=0.0)
+
+
 # ------------------------------------------------------------------------------------------- systems
 
 
 class Systems:
-    """Named scorers: text list -> list of label dicts, scored per sentence, max over sentences."""
+    """Named scorers: text list -> list of label dicts, scored per sentence, max over sentences, as the
+    detector does; each with the thresholds its default policy used."""
 
-    def __init__(self, extra_model: Path | None):
-        from detectors.toxicity import load_embedded, load_scorer
+    def __init__(self, extra_models: Sequence[Path] = (), fp32_dir: Path | None = None):
+        from detectors.toxicity import load_embedded, load_lexical, load_scorer
         from guardrails.detector import Resources
 
         res = Resources()
-        self.scorers: dict[str, Any] = {
-            "ensemble mean (shipped)": load_embedded(res, ensemble="mean"),
-            "ensemble max": load_embedded(res, ensemble="max"),
-            "bilstm": load_embedded(res, ensemble="bilstm"),
-            "profanity": load_embedded(res, ensemble="profanity"),
-        }
-        if extra_model is not None:
-            self.scorers[f"model {extra_model.name}"] = load_scorer(res, str(extra_model))
-        self.device = self.scorers["ensemble mean (shipped)"].info()["device"]
+        new_t = policy_thresholds()
+        self.scorers: dict[str, Any] = {OLD: load_lexical(res, ensemble="mean"), NEW: load_embedded(res, device="cpu")}
+        self.thresholds: dict[str, dict[str, float]] = {OLD: LEXICAL_THRESHOLDS, NEW: new_t}
+        if fp32_dir is not None and (fp32_dir / "manifest.json").is_file():
+            self.scorers["minilm-tw fp32"] = load_scorer(res, str(fp32_dir), device="cpu")
+            self.thresholds["minilm-tw fp32"] = new_t
+        for m in extra_models:
+            self.scorers[f"model {m.name}"] = load_scorer(res, str(m), device="cpu", precision="int8"
+                                                          if not (m / "model.fp32.onnx").is_file() else "auto")
+            self.thresholds[f"model {m.name}"] = new_t
+        self.device = self.scorers[NEW].info()["device"]
         self._cache: dict[tuple[str, str], dict[str, float]] = {}
 
     def names(self) -> list[str]:
         return list(self.scorers)
+
+    def flagged(self, name: str, sc: dict[str, float], labels: Sequence[str] | None = None) -> bool:
+        return flagged(sc, self.thresholds[name], labels)
 
     def score(self, name: str, texts: Sequence[str]) -> list[dict[str, float]]:
         from detectors.toxicity import sentence_spans
@@ -151,7 +186,7 @@ def hatecheck(sy: Systems, data: Path, quick: bool, rng: random.Random) -> dict[
     out: dict[str, Any] = {"n": len(rows), "systems": {}}
     for name in sy.names():
         sc = sy.score(name, texts)
-        pred = [1 if flagged(s, HATE_LABELS) else 0 for s in sc]
+        pred = [1 if sy.flagged(name, s, HATE_LABELS) else 0 for s in sc]
         per: dict[str, list[int]] = defaultdict(list)
         for r, p, g in zip(rows, pred, y):
             per[r["functionality"]].append(int(p == g))
@@ -170,7 +205,8 @@ def moderation(sy: Systems, data: Path, quick: bool, rng: random.Random) -> dict
         rows = rng.sample(rows, 300)
     texts = [r["prompt"] for r in rows]
     cats = {"H": lambda s: s.get("identity_attack", 0.0), "H (toxicity)": lambda s: s.get("toxicity", 0.0),
-            "HR": lambda s: max(s.get("insult", 0.0), s.get("toxicity", 0.0)), "V": lambda s: s.get("threat", 0.0)}
+            "HR": lambda s: max(s.get("insult", 0.0), s.get("toxicity", 0.0)), "V": lambda s: s.get("threat", 0.0),
+            "S": lambda s: s.get("sexual_explicit", 0.0), "SH": lambda s: s.get("self_harm", 0.0)}
     out: dict[str, Any] = {"n": len(rows), "systems": {}}
     for name in sy.names():
         sc = sy.score(name, texts)
@@ -182,9 +218,10 @@ def moderation(sy: Systems, data: Path, quick: bool, rng: random.Random) -> dict
             res[cat] = {"auprc": auprc(yy, [fn(sc[i]) for i in idx]), "pos": sum(yy), "n": len(idx),
                         "base_rate": sum(yy) / max(1, len(idx))}
         y_any = [int(any(int(r.get(k, 0)) for k in ("S", "H", "V", "HR", "SH", "S3", "H2", "V2"))) for r in rows]
-        pred_any = [int(flagged(s)) for s in sc]
-        res["any"] = {"f1_at_policy": f1(y_any, pred_any), "auprc": auprc(y_any, [max(v for k, v in s.items()
-                      if k != "profanity") for s in sc]), "pos": sum(y_any), "n": len(rows)}
+        pred_any = [int(sy.flagged(name, s)) for s in sc]
+        res["any"] = {"f1_at_policy": f1(y_any, pred_any), "auprc": auprc(y_any, [top_score(s) for s in sc]),
+                      "pos": sum(y_any), "n": len(rows),
+                      "zero_row_fpr": sum(p for p, g in zip(pred_any, y_any) if not g) / max(1, len(rows) - sum(y_any))}
         out["systems"][name] = res
     return out
 
@@ -197,7 +234,7 @@ def toxigen(sy: Systems, data: Path, quick: bool, rng: random.Random) -> dict[st
     out: dict[str, Any] = {"n": len(rows), "systems": {}}
     for name in sy.names():
         sc = sy.score(name, texts)
-        pred = [int(flagged(s, HATE_LABELS)) for s in sc]
+        pred = [int(sy.flagged(name, s, HATE_LABELS)) for s in sc]
         neg = [p for p, g in zip(pred, y) if not g]
         out["systems"][name] = {"roc_auc": roc_auc(y, [hate_score(s) for s in sc]), "f1_at_policy": f1(y, pred),
                                 "neutral_fpr": sum(neg) / max(1, len(neg)), "recall": sum(
@@ -236,16 +273,49 @@ def holistic(sy: Systems, data: Path, quick: bool, rng: random.Random) -> dict[s
     out: dict[str, Any] = {"n": len(rows), "population": len(allrows), "systems": {}}
     for name in sy.names():
         sc = sy.score(name, texts)
-        pred = [int(flagged(s)) for s in sc]
+        pred = [int(sy.flagged(name, s)) for s in sc]
         by_axis: dict[str, list[int]] = defaultdict(list)
         by_desc: dict[str, list[int]] = defaultdict(list)
         for (_t, axis, d), p in zip(rows, pred):
             by_axis[axis].append(p)
             by_desc[d].append(p)
-        worst = sorted(((sum(v) / len(v), k, len(v)) for k, v in by_desc.items() if len(v) >= 5), reverse=True)[:5]
+        worst = sorted(((sum(v) / len(v), k, len(v)) for k, v in by_desc.items() if len(v) >= 5), reverse=True)[:10]
         out["systems"][name] = {"fpr": sum(pred) / len(pred),
                                 "fpr_by_axis": {k: sum(v) / len(v) for k, v in sorted(by_axis.items())},
                                 "worst_descriptors": [(k, round(r, 3), n) for r, k, n in worst]}
+    return out
+
+
+def ethos(sy: Systems, data: Path) -> dict[str, Any]:
+    with (data / "ethos" / "Ethos_Dataset_Binary.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter=";"))
+    texts = [r["comment"] for r in rows]
+    y = [1 if float(r["isHate"]) >= 0.5 else 0 for r in rows]
+    out: dict[str, Any] = {"n": len(rows), "systems": {}}
+    for name in sy.names():
+        sc = sy.score(name, texts)
+        pred = [int(sy.flagged(name, s, HATE_LABELS)) for s in sc]
+        out["systems"][name] = {"roc_auc": roc_auc(y, [hate_score(s) for s in sc]), "f1_at_policy": f1(y, pred)}
+    return out
+
+
+def multilingual(sy: Systems, data: Path, quick: bool, rng: random.Random) -> dict[str, Any]:
+    """Coverage row: the models are trained on English only; this says how far that carries."""
+    out: dict[str, Any] = {"systems": {n: {} for n in sy.names()}, "n": {}}
+    for f in sorted((data / "multilingual-hatecheck").glob("hatecheck_cases_final_*.csv")):
+        lang = f.stem.rsplit("_", 1)[-1]
+        with f.open(encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        if quick:
+            rows = rng.sample(rows, 300)
+        out["n"][lang] = len(rows)
+        texts = [r["test_case"] for r in rows]
+        y = [1 if r["label_gold"] == "hateful" else 0 for r in rows]
+        for name in sy.names():
+            sc = sy.score(name, texts)
+            pred = [int(sy.flagged(name, s, HATE_LABELS)) for s in sc]
+            out["systems"][name][lang] = {"macro_f1": macro_f1(y, pred), "roc_auc": roc_auc(y, [hate_score(s)
+                                                                                              for s in sc])}
     return out
 
 
@@ -372,6 +442,54 @@ def speed_transformer(quick: bool, threads: int) -> dict[str, Any]:
         return out
 
 
+def texts_1000(data: Path, n: int) -> list[str]:
+    """n English texts of about 1,000 characters (jigsaw sample comments joined), for latency only."""
+    with (data / "jigsaw-toxic-sample" / "test_examples.csv").open(encoding="utf-8") as fh:
+        comments = [" ".join(r["comment_text"].split()) for r in csv.DictReader(fh)]
+    out, k = [], 0
+    while len(out) < n:
+        buf = ""
+        while len(buf) < 1000:
+            buf += comments[k % len(comments)] + " "
+            k += 1
+        out.append(buf[:1000])
+    return out
+
+
+def latency_1000(data: Path, quick: bool, fp32_dir: Path | None, threads: int) -> dict[str, Any]:
+    """Per-text latency of the checks on one 1,000-character text, one text at a time (no batching across
+    texts): toxicity (each sentence scored, as the detector does) and, for the transformer, injection too
+    (the whole text, same session). int8 (shipped) vs fp32 (built by the export, not shipped) vs lexical."""
+    from detectors.toxicity import load_embedded, load_lexical, load_scorer, sentence_spans
+    from guardrails.detector import Resources
+
+    texts = texts_1000(data, 60 if quick else 300)
+    res = Resources()
+    systems: dict[str, Any] = {"lexical (old default)": (load_lexical(res), False),
+                               "minilm-tw int8": (load_embedded(res, device="cpu"), True)}
+    if fp32_dir is not None and (fp32_dir / "manifest.json").is_file():
+        systems["minilm-tw fp32"] = (load_scorer(res, str(fp32_dir), device="cpu"), True)
+    out: dict[str, Any] = {"chars": 1000, "texts": len(texts), "threads": threads}
+    for name, (scorer, inj) in systems.items():
+        for t in texts[:5]:  # warm
+            scorer.score([t[a:b] for a, b in sentence_spans(t)])
+        rows: dict[str, list[float]] = {"toxicity": [], "injection": [], "together": []}
+        for t in texts:
+            t0 = time.perf_counter()
+            scorer.score([t[a:b] for a, b in sentence_spans(t)])
+            t1 = time.perf_counter()
+            if inj:
+                scorer.score([t])
+            t2 = time.perf_counter()
+            rows["toxicity"].append((t1 - t0) * 1e3)
+            if inj:
+                rows["injection"].append((t2 - t1) * 1e3)
+                rows["together"].append((t2 - t0) * 1e3)
+        out[name] = {k: {"p50_ms": float(np.percentile(v, 50)), "p99_ms": float(np.percentile(v, 99))}
+                     for k, v in rows.items() if v}
+    return out
+
+
 async def _load(call: Callable[[str], Any], texts: Sequence[str], callers: int, per_caller: int) -> dict[str, float]:
     lat: list[float] = []
 
@@ -425,20 +543,32 @@ def _f(x: Any, nd: int = 3) -> str:
 def print_quality(r: dict[str, Any]) -> None:
     names = list(r["hatecheck"]["systems"])
     print(f"\n## Quality (device: {r['device']})\n")
-    print("| system | HateCheck macro-F1 | HateCheck acc | HateCheck ROC-AUC | OAI H AUPRC | OAI HR AUPRC | OAI V AUPRC | "
-          "OAI any F1@policy | ToxiGen ROC-AUC | ToxiGen neutral FPR | HolisticBias FPR | Jigsaw mean AUC |")
-    print("|---|" + "---|" * 11)
+    print("| system | HateCheck macro-F1 | HateCheck ROC-AUC | OAI H / HR / V / S / SH AUPRC | OAI any F1@policy | "
+          "OAI zero-row FPR | ToxiGen ROC-AUC | ToxiGen neutral FPR | ETHOS ROC-AUC | HolisticBias FPR | "
+          "HolisticBias worst descriptor | Jigsaw mean AUC |")
+    print("|---|" + "---|" * 12)
     for n in names:
         hc, om, tg = r["hatecheck"]["systems"][n], r["moderation"]["systems"][n], r["toxigen"]["systems"][n]
-        hb, jg = r["holisticbias"]["systems"][n], r["jigsaw"]["systems"][n]
-        print(f"| {n} | {_f(hc['macro_f1'])} | {_f(hc['accuracy'])} | {_f(hc['roc_auc'])} | {_f(om['H']['auprc'])} | "
-              f"{_f(om['HR']['auprc'])} | {_f(om['V']['auprc'])} | {_f(om['any']['f1_at_policy'])} | "
-              f"{_f(tg['roc_auc'])} | {_f(tg['neutral_fpr'])} | {_f(hb['fpr'], 4)} | {_f(jg['mean_auc'])} |")
+        hb, jg, et = r["holisticbias"]["systems"][n], r["jigsaw"]["systems"][n], r["ethos"]["systems"][n]
+        worst = hb["worst_descriptors"][0] if hb["worst_descriptors"] else ("-", 0.0, 0)
+        oai = " / ".join(_f(om[k]["auprc"]) for k in ("H", "HR", "V", "S", "SH"))
+        print(f"| {n} | {_f(hc['macro_f1'])} | {_f(hc['roc_auc'])} | {oai} | {_f(om['any']['f1_at_policy'])} | "
+              f"{_f(om['any']['zero_row_fpr'], 4)} | {_f(tg['roc_auc'])} | {_f(tg['neutral_fpr'])} | "
+              f"{_f(et['roc_auc'])} | {_f(hb['fpr'], 4)} | {worst[0]} {_f(worst[1])} | {_f(jg['mean_auc'])} |")
     om0 = r["moderation"]["systems"][names[0]]
     print("\nopenai-moderation base rates (AUPRC of a random scorer): " + ", ".join(
-        f"{k} {_f(v['base_rate'])} ({v['pos']}/{v['n']})" for k, v in om0.items() if k in ("H", "HR", "V")))
+        f"{k} {_f(v['base_rate'])} ({v['pos']}/{v['n']})" for k, v in om0.items() if k in ("H", "HR", "V", "S", "SH")))
     print("H (toxicity score instead of identity_attack) AUPRC: " + ", ".join(
         f"{n} {_f(r['moderation']['systems'][n]['H (toxicity)']['auprc'])}" for n in names))
+    ml = r.get("multilingual")
+    if ml:
+        langs = list(ml["n"])
+        print("\nMultilingual HateCheck (coverage; trained on English only), macro-F1 / ROC-AUC:\n")
+        print("| system | " + " | ".join(f"{lg} (n {ml['n'][lg]})" for lg in langs) + " |")
+        print("|---|" + "---|" * len(langs))
+        for n in names:
+            print(f"| {n} | " + " | ".join(f"{_f(ml['systems'][n][lg]['macro_f1'])} / "
+                                          f"{_f(ml['systems'][n][lg]['roc_auc'])}" for lg in langs) + " |")
     print("\nHateCheck accuracy per functionality (n):\n")
     print("| functionality | n | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
@@ -446,7 +576,9 @@ def print_quality(r: dict[str, Any]) -> None:
     for fn in fn_n:
         print(f"| {fn} | {fn_n[fn]} | " + " | ".join(
             _f(r["hatecheck"]["systems"][n]["per_functionality"][fn], 2) for n in names) + " |")
-    print(f"\nHolisticBias worst descriptors (shipped): {r['holisticbias']['systems'][names[0]]['worst_descriptors']}")
+    for n in names:
+        print(f"\nHolisticBias worst 10 descriptors, {n} (descriptor, FPR, n): "
+              f"{r['holisticbias']['systems'][n]['worst_descriptors']}")
 
 
 def print_speed(s: dict[str, Any]) -> None:
@@ -467,7 +599,20 @@ def print_speed(s: dict[str, Any]) -> None:
                   f"({v['onnx_texts_per_s']:.1f} texts/s, max |prob diff| {v['max_abs_prob_diff']:.1e}), "
                   f"ONNX int8 {v['int8_ms']:.1f} ms x{v['int8_speedup']:.2f} (max |prob diff| "
                   f"{v['int8_max_abs_prob_diff']:.1e})")
-    for key in ("batcher_embedded", "batcher_transformer"):
+    if "latency_1000" in s:
+        lt = s["latency_1000"]
+        print(f"\nPer-text latency, one {lt['chars']}-character text at a time ({lt['texts']} texts, "
+              f"{lt['threads']} threads):\n")
+        print("| system | toxicity p50 / p99 ms | injection p50 / p99 ms | toxicity + injection p50 / p99 ms |")
+        print("|---|---|---|---|")
+        for n, v in lt.items():
+            if not isinstance(v, dict):
+                continue
+            cell = [f"{v[k]['p50_ms']:.1f} / {v[k]['p99_ms']:.1f}" if k in v else "–"
+                    for k in ("toxicity", "injection", "together")]
+            print(f"| {n} | " + " | ".join(cell) + " |")
+        print()
+    for key in ("batcher_lexical", "batcher_minilm", "batcher_transformer"):
         if key in s:
             b = s[key]
             print(f"MicroBatcher, {b['callers']} concurrent callers, model {b['model']}: "
@@ -482,7 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="samples and a 2-layer transformer (about 2 min)")
     ap.add_argument("--json", type=Path, default=None, help="write all figures as JSON")
-    ap.add_argument("--model", type=Path, default=None, help="also evaluate this model directory")
+    ap.add_argument("--model", type=Path, action="append", default=[], help="also evaluate this model directory")
+    ap.add_argument("--fp32-dir", type=Path, default=ROOT / "build" / "minilm-tw-full",
+                    help="minilm-tw with its fp32 variant (python -m training.tox.export RUN --keep-fp32 --out DIR)")
+    ap.add_argument("--skip-bert", action="store_true", help="skip the random BERT-base ONNX-vs-PyTorch row")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 8))
@@ -497,27 +645,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"eval data not found at {data} (set TRUSTWALL_EVAL_DATA)", file=sys.stderr)
             return 2
         rng = random.Random(1234)
-        sy = Systems(a.model)
+        sy = Systems(a.model, a.fp32_dir)
         res["device"] = sy.device
         res["hatecheck"] = hatecheck(sy, data, a.quick, rng)
         res["moderation"] = moderation(sy, data, a.quick, rng)
         res["toxigen"] = toxigen(sy, data, a.quick, rng)
         res["holisticbias"] = holistic(sy, data, a.quick, rng)
+        res["ethos"] = ethos(sy, data)
+        res["multilingual"] = multilingual(sy, data, a.quick, rng)
         res["jigsaw"] = jigsaw(sy, data)
         print_quality(res)
     if not a.skip_speed:
         sp: dict[str, Any] = {}
         sp["profanity"] = speed_profanity(data, a.quick)
-        sp["transformer"] = speed_transformer(a.quick, a.threads)
-        clf = sp["transformer"].pop("_clf")
-        from detectors.toxicity import load_embedded
+        clf = None
+        if not a.skip_bert:
+            sp["transformer"] = speed_transformer(a.quick, a.threads)
+            clf = sp["transformer"].pop("_clf")
+        from detectors.toxicity import load_embedded, load_lexical
 
-        emb = load_embedded(None)
+        sp["latency_1000"] = latency_1000(data, a.quick, a.fp32_dir, a.threads)
+        lex, emb = load_lexical(None), load_embedded(None, device="cpu")
         sentences = [f"Sentence number {i} says the weather is fine and nobody is upset today." for i in range(500)]
-        sp["batcher_embedded"] = speed_batcher("embedded (BiLSTM + TF-IDF)", emb.score, sentences, 64,
-                                               5 if a.quick else 20, 64)
-        sp["batcher_transformer"] = speed_batcher(f"BERT {sp['transformer']['layers']} layers", clf.predict,
-                                                  sentences, 64, 1 if a.quick else 4, 64)
+        sp["batcher_lexical"] = speed_batcher("lexical (BiLSTM + TF-IDF)", lex.score, sentences, 64,
+                                              5 if a.quick else 20, 64)
+        sp["batcher_minilm"] = speed_batcher("minilm-tw int8", emb.score, sentences, 64, 2 if a.quick else 8, 64)
+        if clf is not None:
+            sp["batcher_transformer"] = speed_batcher(f"BERT {sp['transformer']['layers']} layers", clf.predict,
+                                                      sentences, 64, 1 if a.quick else 4, 64)
+        lex.close()
         emb.close()
         res["speed"] = sp
         print_speed(sp)

@@ -16,6 +16,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "detectors.secrets",
     "detectors.copyright",
     "detectors.toxicity",
+    "detectors.injection",
 )
 
 

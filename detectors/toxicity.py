@@ -13,17 +13,20 @@ thresholds and actions per label live in the policy's rules, e.g.
         "*": {action: block, threshold: 0.8}
         identity_attack: {action: block, threshold: 0.7}
 
-Categories are Detoxify's: toxicity, severe_toxicity, obscene, threat, insult, identity_attack,
-sexual_explicit (those the model has). The embedded default (no download, ~5.5 MB) is an ensemble of
-two small MIT-licensed models shipped in detectors/models/ (see its MODEL_CARD.md): a Keras BiLSTM
-trained on Jigsaw (six labels, no sexual_explicit) and a TF-IDF + linear SVM profanity model; the
-`toxicity` and `obscene` scores are the mean of the two, the other labels come from the BiLSTM alone.
-It is a light default: a converted Detoxify model is much better (`trustwall models convert detoxify`).
+Categories are Detoxify's (toxicity, severe_toxicity, obscene, threat, insult, identity_attack,
+sexual_explicit) plus self_harm, those the model has. The embedded default (`model: embedded`, no
+download) is `minilm-tw` in detectors/models/ (see its MODEL_CARD.md): all-MiniLM-L6-v2 fine-tuned here
+(`python -m training.tox`) with one multi-label head for the toxicity labels and the injection
+detector's prompt_injection / jailbreak, shipped as a ~23 MB int8 ONNX file (CPU; CUDA takes an fp16
+variant when one is built with `--fp16`). Both detectors share one scorer (one session, one batcher and a
+small result cache) per runtime. The earlier lexical default (a Keras BiLSTM + TF-IDF profanity
+ensemble, ~5.5 MB) stays loadable as `model: lexical`; a converted Detoxify model also works
+(`trustwall models convert detoxify`).
 
 Reusing the scores (e.g. the bias detector wants an identity_attack signal):
 
     from detectors.toxicity import load_embedded, load_scorer
-    scorer = load_embedded(build.resources)               # shared per runtime via BuildContext.resources
+    scorer = load_embedded(build.resources)               # minilm-tw, shared per runtime via BuildContext.resources
     scorer.score(["some text"])  -> [{"toxicity": 0.01, "identity_attack": 0.0, ...}]   # sync, thread-safe
     await scorer.ascore([...])   -> same, through the MicroBatcher (coalesces concurrent callers)
     scorer.categories, scorer.info()
@@ -49,7 +52,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DETOXIFY_LABELS: tuple[str, ...] = ("toxicity", "severe_toxicity", "obscene", "threat", "insult",
                                     "identity_attack", "sexual_explicit")
-EMBEDDED = "embedded"
+TOXICITY_LABELS: tuple[str, ...] = (*DETOXIFY_LABELS, "self_harm")
+EMBEDDED = "embedded"  # the trained transformer (detectors/models/minilm-tw)
+EMBEDDED_DIR = "minilm-tw"
+LEXICAL = "lexical"  # the earlier default: BiLSTM + TF-IDF profanity ensemble
 Ensemble = Literal["mean", "max", "bilstm", "profanity"]
 
 
@@ -115,22 +121,64 @@ class _BatchedScorer:
 
 
 class ModelScorer(_BatchedScorer):
-    """One model directory (a converted Detoxify model, an HF ONNX export, or one embedded model)."""
+    """One model directory (the embedded transformer, a converted Detoxify model, an HF ONNX export).
 
-    def __init__(self, clf: OnnxTextClassifier, *, max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 2):
+    Every detector built on the same model directory gets this same object (see `load_scorer`), so the
+    toxicity and injection checks of a call coalesce into one batcher and one forward pass per text, and
+    a small LRU cache (keyed by a hash of the text, never the text) answers texts already scored: a
+    stage that runs both detectors over a one-sentence message, or a stream re-checking its sentences.
+    """
+
+    def __init__(self, clf: OnnxTextClassifier, *, max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 2,
+                 cache_size: int = 4096):
+        import threading
+        from collections import OrderedDict
+
         super().__init__(max_batch, max_wait_ms, workers)
         self.clf = clf
         self.categories = list(clf.categories)
+        self._cache: OrderedDict[bytes, dict[str, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.cache_hits = 0
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         return self.clf.predict_dicts(texts)
 
+    @staticmethod
+    def _key(text: str) -> bytes:
+        import hashlib
+
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    async def ascore(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        keys = [self._key(t) for t in texts]
+        out: list[dict[str, float] | None] = [None] * len(keys)
+        with self._lock:
+            for i, k in enumerate(keys):
+                hit = self._cache.get(k)
+                if hit is not None:
+                    self._cache.move_to_end(k)
+                    out[i] = hit
+                    self.cache_hits += 1
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            got = await self._batcher.run([texts[i] for i in todo])
+            with self._lock:
+                for i, v in zip(todo, got):
+                    out[i] = v
+                    if self._cache_size:
+                        self._cache[keys[i]] = v
+                        if len(self._cache) > self._cache_size:
+                            self._cache.popitem(last=False)
+        return [dict(v) for v in out]  # type: ignore[arg-type]
+
     def info(self) -> dict[str, Any]:
-        return {**self.clf.info(), "batcher": self.batch_stats()}
+        return {**self.clf.info(), "batcher": self.batch_stats(), "cache_hits": self.cache_hits}
 
 
-class EmbeddedScorer(_BatchedScorer):
-    """The embedded default: BiLSTM (six Jigsaw labels) + TF-IDF profanity model.
+class LexicalScorer(_BatchedScorer):
+    """The earlier default (`model: lexical`): BiLSTM (six Jigsaw labels) + TF-IDF profanity model.
 
     `ensemble="mean"` (the default, chosen before measuring): toxicity and obscene are the mean of the
     BiLSTM's score and the profanity probability; other labels are the BiLSTM's. "max" takes the max
@@ -165,24 +213,31 @@ class EmbeddedScorer(_BatchedScorer):
         return [{**dict(zip(cats, map(float, row))), "profanity": float(pv)} for row, pv in zip(out, p)]
 
     def info(self) -> dict[str, Any]:
-        return {"model": EMBEDDED, "ensemble": self.ensemble, "device": self.bilstm.device,
+        return {"model": LEXICAL, "ensemble": self.ensemble, "device": self.bilstm.device,
                 "models": [self.bilstm.info(), self.profanity.info()], "batcher": self.batch_stats()}
 
 
-def load_embedded(resources: Resources | None = None, *, device: str = "auto", ensemble: Ensemble = "mean",
-                  max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 2) -> EmbeddedScorer:
-    """The embedded default scorer, created once per Resources (i.e. per runtime)."""
-    def make() -> EmbeddedScorer:
+def load_lexical(resources: Resources | None = None, *, device: str = "auto", ensemble: Ensemble = "mean",
+                 max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 2) -> LexicalScorer:
+    """The earlier lexical default (BiLSTM + profanity ensemble), created once per Resources."""
+    def make() -> LexicalScorer:
         from guardrails.inference.classifier import OnnxTextClassifier
 
         root = models_root()
-        return EmbeddedScorer(OnnxTextClassifier(root / "toxic-bilstm", device=device, max_batch=max_batch),  # type: ignore[arg-type]
-                              OnnxTextClassifier(root / "profanity-check", device="cpu"),
-                              ensemble=ensemble, max_batch=max_batch, max_wait_ms=max_wait_ms, workers=workers)
+        return LexicalScorer(OnnxTextClassifier(root / "toxic-bilstm", device=device, max_batch=max_batch),  # type: ignore[arg-type]
+                             OnnxTextClassifier(root / "profanity-check", device="cpu"),
+                             ensemble=ensemble, max_batch=max_batch, max_wait_ms=max_wait_ms, workers=workers)
 
     if resources is None:
         return make()
-    return resources.get_or_create(f"toxicity:{EMBEDDED}:{ensemble}:{device}:{max_batch}:{max_wait_ms}:{workers}", make)
+    return resources.get_or_create(f"toxicity:{LEXICAL}:{ensemble}:{device}:{max_batch}:{max_wait_ms}:{workers}", make)
+
+
+def load_embedded(resources: Resources | None = None, *, device: str = "auto", max_batch: int = 32,
+                  max_wait_ms: float = 2.0, workers: int = 2, precision: str = "auto") -> ModelScorer:
+    """The embedded default (minilm-tw), created once per Resources and shared by toxicity and injection."""
+    return load_scorer(resources, EMBEDDED, device=device, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                       workers=workers, precision=precision)  # type: ignore[return-value]
 
 
 def resolve_model(model: str, *, models_dir: Path | None = None, policy_dir: Path | None = None) -> Path:
@@ -203,11 +258,13 @@ def load_scorer(resources: Resources | None, model: str = EMBEDDED, *, device: s
                 models_dir: Path | None = None, policy_dir: Path | None = None, max_batch: int = 32,
                 max_wait_ms: float = 2.0, ensemble: Ensemble = "mean", precision: str = "auto",
                 workers: int = 2) -> ToxicityScorer:
-    """`embedded` or a model directory -> a scorer, shared per Resources."""
-    if model == EMBEDDED:
-        return load_embedded(resources, device=device, ensemble=ensemble, max_batch=max_batch,
-                             max_wait_ms=max_wait_ms, workers=workers)
-    path = resolve_model(model, models_dir=models_dir, policy_dir=policy_dir).resolve()
+    """`embedded` (minilm-tw), `lexical` or a model directory -> a scorer, shared per Resources (the same
+    directory, device and batching options give the same object, whichever detector asks)."""
+    if model == LEXICAL:
+        return load_lexical(resources, device=device, ensemble=ensemble, max_batch=max_batch,
+                            max_wait_ms=max_wait_ms, workers=workers)
+    path = (models_root() / EMBEDDED_DIR if model == EMBEDDED
+            else resolve_model(model, models_dir=models_dir, policy_dir=policy_dir)).resolve()
 
     def make() -> ModelScorer:
         from guardrails.inference.classifier import OnnxTextClassifier
@@ -224,16 +281,18 @@ def load_scorer(resources: Resources | None, model: str = EMBEDDED, *, device: s
 
 
 class ToxicityOptions(Options):
-    model: str = Field(EMBEDDED, description="'embedded' or a model directory (manifest.json or HF ONNX export)")
+    model: str = Field(EMBEDDED, description="'embedded' (minilm-tw), 'lexical' (the earlier BiLSTM + profanity "
+                                             "ensemble) or a model directory (manifest.json or HF ONNX export)")
     device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="default: settings.device")
-    labels: list[str] | None = Field(None, description="categories to report; default: Detoxify's that the model has")
+    labels: list[str] | None = Field(None, description="categories to report; default: Detoxify's + self_harm that "
+                                                       "the model has")
     min_score: float = Field(0.1, ge=0.0, le=1.0, description="scores below this are not reported at all")
     per_sentence: bool = Field(True, description="score each sentence (span = sentence); else the whole text")
     max_batch: int = Field(32, ge=1, le=1024)
     max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
     workers: int = Field(2, ge=1, le=8, description="batcher threads: one gathers the next batch while one runs")
     precision: Literal["auto", "int8"] = Field("auto", description="int8: the model's quantised CPU variant")
-    ensemble: Ensemble = Field("mean", description="embedded model only: how the two models combine")
+    ensemble: Ensemble = Field("mean", description="lexical model only: how the two models combine")
     normalize: bool = Field(True, description="score text with styled letters, homoglyphs and leetspeak folded")
 
 
@@ -244,7 +303,7 @@ class ToxicityDetector:
         self._min = options.min_score
         self._per_sentence = options.per_sentence
         self._fold = options.normalize
-        wanted = options.labels or [c for c in scorer.categories if c in DETOXIFY_LABELS] or list(scorer.categories)
+        wanted = options.labels or [c for c in scorer.categories if c in TOXICITY_LABELS] or list(scorer.categories)
         unknown = [c for c in wanted if c not in scorer.categories]
         if unknown:
             raise PolicyError(f"toxicity labels {unknown} not provided by the model (it has {scorer.categories})")
@@ -286,6 +345,6 @@ def _build(spec, options: ToxicityOptions, build: BuildContext) -> ToxicityDetec
 
 
 TYPE = DetectorType(
-    "toxicity", ToxicityOptions, _build, categories=DETOXIFY_LABELS, stages=("output", "input"),
-    description="toxicity per sentence (embedded ONNX default, or a converted Detoxify / HF ONNX model)",
+    "toxicity", ToxicityOptions, _build, categories=TOXICITY_LABELS, stages=("output", "input"),
+    description="toxicity per sentence (embedded MiniLM ONNX default, lexical, or a converted Detoxify / HF ONNX model)",
 )

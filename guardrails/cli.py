@@ -50,6 +50,9 @@ def scan(
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy YAML (default: embedded)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     role: str = typer.Option("local", "--role", help="Role used for restoration rules."),
+    message_role: str = typer.Option("user", "--message-role",
+                                     help="Chat role the text arrives as (user, tool, system, ...): detectors "
+                                          "scoped by role (injection reads user and tool) honour it."),
     counterfactual: bool = typer.Option(False, "--counterfactual",
                                         help="Also swap identity-group terms and report how scores move."),
 ) -> None:
@@ -64,7 +67,8 @@ def scan(
     settings = settings_from(ctx, policy=policy)
     runtime = build_runtime(settings, audit=False)
     try:
-        rctx = CallContext(principal=Principal("cli", role), route="cli")
+        rctx = CallContext(principal=Principal("cli", role), route="cli",
+                           roles=(message_role,) if stage == "input" else None)
         decision = asyncio.run(runtime.pipeline.check(stage, [text], rctx))  # type: ignore[arg-type]
         extra = None
         if counterfactual:

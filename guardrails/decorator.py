@@ -228,6 +228,19 @@ class Prompt:
     slots: tuple[tuple[int, int | None], ...]  # (message index, content part index or None); (-1, None) = str
     kind: Literal["str", "list", "tuple", "one"]
 
+    @property
+    def roles(self) -> tuple[str | None, ...]:
+        """The message role of each text ("user" for a plain string or a list of strings)."""
+        if self.kind == "str":
+            return ("user",)
+        items = [self.value] if self.kind == "one" else list(self.value)
+        out: list[str | None] = []
+        for i, j in self.slots:
+            m = items[i]
+            r = "user" if j == -1 or isinstance(m, str) else _get(m, "role")
+            out.append(r if isinstance(r, str) else None)
+        return tuple(out)
+
     @classmethod
     def read(cls, value: Any) -> Prompt:
         if isinstance(value, str):
@@ -495,11 +508,14 @@ class GuardedCall:
     def pipeline(self) -> Pipeline:
         return self.runtime.pipeline
 
-    async def check_input(self, texts: Sequence[str]) -> Decision:
-        """Access rules (role, model), input checks, data categories per upstream; audits a refusal."""
+    async def check_input(self, texts: Sequence[str], roles: Sequence[str | None] | None = None) -> Decision:
+        """Access rules (role, model), input checks, data categories per upstream; audits a refusal.
+        `roles`: the message role of each text (detectors may scope themselves by it)."""
         from guardrails import access
 
         policy, ctx = self.runtime.policy, self.ctx
+        if roles is not None:
+            ctx.roles = tuple(roles)
         try:
             role = access.role_of(policy, ctx.principal)
             if ctx.model:
@@ -801,7 +817,7 @@ class Guard:
         call = self._call(runtime, ctx)
 
         async def run() -> InputCheck:
-            dec = await call.check_input(parsed.texts)
+            dec = await call.check_input(parsed.texts, parsed.roles)
             if not dec.blocked:
                 ctx.cache[_CALL_KEY] = call
             return InputCheck(dec, ctx, None if dec.blocked else parsed.rebuild(dec.texts))
@@ -913,7 +929,7 @@ class Guard:
     def _wrap_sync(self, fn: Callable[..., Any], binder: _Binder, adapter: OutputAdapter, opts: _Options) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             call, bound = self._start(self.runtime, binder, opts, args, kwargs, streamed=False)
-            dec_in = self._run(call.check_input(bound.prompt.texts))
+            dec_in = self._run(call.check_input(bound.prompt.texts, bound.prompt.roles))
             if dec_in.blocked:
                 return self._refuse(dec_in, opts, adapter)
             target = self._target(fn, dec_in, opts)
@@ -941,7 +957,7 @@ class Guard:
                     opts: _Options) -> Any:
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             call, bound = self._start(await self._aruntime(), binder, opts, args, kwargs, streamed=False)
-            dec_in = await self._arun(call.check_input(bound.prompt.texts))
+            dec_in = await self._arun(call.check_input(bound.prompt.texts, bound.prompt.roles))
             if dec_in.blocked:
                 return self._refuse(dec_in, opts, adapter)
             target = self._target(fn, dec_in, opts)
@@ -972,7 +988,7 @@ class Guard:
             runtime = self.runtime
             call, bound = self._start(runtime, binder, opts, args, kwargs, streamed=False)
             proc = TextStreamProcessor(runtime.pipeline, call.ctx)
-            dec_in = self._run(call.check_input(bound.prompt.texts))
+            dec_in = self._run(call.check_input(bound.prompt.texts, bound.prompt.roles))
             if dec_in.blocked:
                 yield self._refuse(dec_in, opts, TextOutput())
                 return
@@ -991,7 +1007,7 @@ class Guard:
             runtime = await self._aruntime()
             call, bound = self._start(runtime, binder, opts, args, kwargs, streamed=False)
             proc = TextStreamProcessor(runtime.pipeline, call.ctx)
-            dec_in = await self._arun(call.check_input(bound.prompt.texts))
+            dec_in = await self._arun(call.check_input(bound.prompt.texts, bound.prompt.roles))
             if dec_in.blocked:
                 yield self._refuse(dec_in, opts, TextOutput())
                 return

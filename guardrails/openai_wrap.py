@@ -371,7 +371,7 @@ class _SyncCompletions(_Completions):
     def create(self, **kwargs: Any) -> Any:
         g = self._w.guard
         call, prompt, stream = self._begin(kwargs)
-        dec_in = g._run(call.check_input(prompt.texts))
+        dec_in = g._run(call.check_input(prompt.texts, prompt.roles))
         if dec_in.blocked:
             return self._refuse(dec_in, stream, kwargs.get("model"), False)
         client = self._client_for(dec_in, call)
@@ -401,7 +401,7 @@ class _AsyncCompletions(_Completions):
         g = self._w.guard
         await g._aruntime()
         call, prompt, stream = self._begin(kwargs)
-        dec_in = await g._arun(call.check_input(prompt.texts))
+        dec_in = await g._arun(call.check_input(prompt.texts, prompt.roles))
         if dec_in.blocked:
             return self._refuse(dec_in, stream, kwargs.get("model"), True)
         client = self._client_for(dec_in, call)

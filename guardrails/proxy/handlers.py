@@ -106,6 +106,22 @@ def input_texts(body: dict[str, Any], kind: Kind) -> tuple[list[str], list[Where
     return texts, where
 
 
+def input_roles(body: dict[str, Any], kind: Kind, where: list[Where]) -> tuple[str | None, ...]:
+    """The role each input text came from: the message's role for its content, "assistant" for tool-call
+    arguments and predicted outputs (the model wrote them), "user" for completion prompts."""
+    if kind == "completions":
+        return tuple("user" for _ in where)
+    msgs = body["messages"]
+    out: list[str | None] = []
+    for i, j in where:
+        if i < 0 or not (j is None or isinstance(j, int)):
+            out.append("assistant")
+            continue
+        r = msgs[i].get("role") if isinstance(msgs[i], dict) else None
+        out.append(r if isinstance(r, str) else None)
+    return tuple(out)
+
+
 def with_input_texts(body: dict[str, Any], kind: Kind, where: list[Where], texts: tuple[str, ...]) -> dict[str, Any]:
     """A copy of `body` with the guarded texts put back (only the changed paths are copied)."""
     out = dict(body)
@@ -364,6 +380,7 @@ class GuardedCall:
                           route="proxy", metadata={"path": self.route})
 
         texts, where = input_texts(data, self.kind)
+        ctx.roles = input_roles(data, self.kind, where)
         t_in = time.perf_counter()
         dec = self.dec_in = await st.runtime.pipeline.check_input(texts, ctx)
         self.input_ms = (time.perf_counter() - t_in) * 1000

@@ -1,4 +1,5 @@
-"""Toxicity detector: embedded default (BiLSTM + profanity ONNX), per-sentence spans, policy wiring."""
+"""Toxicity detector on the lexical model (`model: lexical`, BiLSTM + profanity ONNX, the earlier default):
+per-sentence spans, windows, ensembles, policy wiring. The trained default: test_toxicity_minilm.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from detectors.toxicity import (
     DETOXIFY_LABELS,
     ToxicityDetector,
     ToxicityOptions,
-    load_embedded,
+    load_lexical,
     load_scorer,
     sentence_spans,
 )
@@ -27,7 +28,7 @@ def resources():
 
 @pytest.fixture(scope="module")
 def scorer(resources):
-    return load_embedded(resources)
+    return load_lexical(resources)
 
 
 def test_sentence_spans():
@@ -54,9 +55,10 @@ def test_batch_size_does_not_change_scores(scorer):
 
 
 def test_scorer_is_shared_per_resources(resources, scorer):
-    assert load_embedded(resources) is scorer
-    assert load_scorer(resources, "embedded") is scorer
-    assert load_embedded(Resources()) is not scorer
+    assert load_lexical(resources) is scorer
+    assert load_scorer(resources, "lexical") is scorer
+    assert load_lexical(Resources()) is not scorer
+    assert load_scorer(resources, "embedded") is not scorer  # the trained default is another model
 
 
 async def test_ascore_matches_score(scorer):
@@ -94,9 +96,9 @@ async def test_whole_text_mode_and_label_selection(scorer):
 
 def test_ensemble_modes_are_consistent(resources):
     texts = ["fuck yeah, this is awesome", "you people are disgusting animals"]
-    mean = load_embedded(resources, ensemble="mean").score(texts)
-    mx = load_embedded(resources, ensemble="max").score(texts)
-    bil = load_embedded(resources, ensemble="bilstm").score(texts)
+    mean = load_lexical(resources, ensemble="mean").score(texts)
+    mx = load_lexical(resources, ensemble="max").score(texts)
+    bil = load_lexical(resources, ensemble="bilstm").score(texts)
     for m, x, b in zip(mean, mx, bil):
         p = m["profanity"]
         assert m["toxicity"] == pytest.approx((b["toxicity"] + p) / 2, abs=1e-6)
@@ -152,7 +154,7 @@ detectors:
   - name: toxicity
     type: toxicity
     stages: [input, output]
-    options: {max_wait_ms: 1}
+    options: {max_wait_ms: 1, model: lexical}
     rules:
       "*": {action: block, threshold: 0.8}
     input_rules:

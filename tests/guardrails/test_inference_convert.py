@@ -136,7 +136,7 @@ def test_cli_convert_list_verify(tmp_path):
     assert names["tiny-detox"]["origin"] == "models_dir"
     r = runner.invoke(app, ["models", "verify", "--models-dir", str(models)])
     assert r.exit_code == 0, r.output
-    assert r.output.count("OK ") == 3
+    assert r.output.count("OK ") == 4  # minilm-tw, profanity-check, toxic-bilstm, tiny-detox
     (models / "tiny-detox" / "tokenizer.json").write_text("{}")
     r = runner.invoke(app, ["models", "verify", "tiny-detox", "--models-dir", str(models)])
     assert r.exit_code == 1 and "tokenizer.json: sha256 mismatch" in r.output

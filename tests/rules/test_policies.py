@@ -89,6 +89,10 @@ def test_default_policy_actions_are_the_documented_ones() -> None:
     assert by_name["pii"].rule_for("input", "PERSON").action == "pseudonymise"
     assert by_name["secrets"].rule_for("input", "AWS_ACCESS_KEY").action == "block"
     assert by_name["toxicity"].rule_for("output", "toxicity").action == "block"
+    inj = by_name["injection"]
+    assert inj.stages == ["input"] and inj.on_error == "block"
+    assert inj.rule_for("input", "prompt_injection").action == "block"
+    assert inj.rule_for("input", "jailbreak").action == "block"
     assert by_name["bias"].rule_for("output", "bias_gender").action == "flag"
     assert by_name["copyright"].rule_for("output", "copyright").action == "block"
 

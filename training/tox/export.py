@@ -45,7 +45,12 @@ def load_trained(weights: Path, report: dict[str, Any], encoder_dir: Path | None
 
 
 def export(weights: Path, report: dict[str, Any], out: Path, *, encoder_dir: Path | None = None,
-           keep_fp32: bool = False) -> dict[str, Any]:
+           keep_fp32: bool = False, fp16: bool = False, data_root: Path | None = None) -> dict[str, Any]:
+    """Write `out`: model.int8.onnx (the CPU default, ~23 MB: the shipped file), with `fp16` also
+    model.fp16.onnx for the CUDA provider (~45 MB: built on demand, not shipped in git for size) and
+    with `keep_fp32` the fp32 reference (~90 MB). thresholds.json: the default policy's thresholds,
+    chosen by training.tox.thresholds on the validation split with the int8 model when `data_root` is
+    given (else the training report's max-F1 / 1%-FPR thresholds)."""
     t0 = time.time()
     enc_dir = encoder_dir or minilm_dir()
     model = load_trained(weights, report, enc_dir)
@@ -68,14 +73,32 @@ def export(weights: Path, report: dict[str, Any], out: Path, *, encoder_dir: Pat
                                             "probabilities": {0: "batch"}},
                               opset_version=17, do_constant_folding=True, dynamo=False)
         fp32 = Path(tmp) / "model.fp32.onnx"
-        optimize_onnx(raw, fp32, model.layers[0].heads, model.word.embedding_dim, fp16=out / "model.fp16.onnx")
-        quantize_int8(fp32, out / "model.int8.onnx")
+        optimize_onnx(raw, fp32, model.layers[0].heads, model.word.embedding_dim,
+                      fp16=out / "model.fp16.onnx" if fp16 else None)
+        quantize_int8(fp32, out / "model.int8.onnx", per_channel=True, reduce_range=True)
         parity = check_parity(model, fp32, out, enc_dir)
         if keep_fp32:
             shutil.copy(fp32, out / "model.fp32.onnx")
     thresholds = {k: v["threshold"] for k, v in report["validation"].items()}
+    policy = None
+    if data_root is not None:
+        from training.tox.thresholds import from_model
+
+        (out / "manifest.json").write_text(json.dumps({"name": "minilm-tw", "kind": "transformer",  # provisional
+                                                       "labels": list(report["labels"]), "activation": "none",
+                                                       "output": "probabilities",
+                                                       "input_names": ["input_ids", "attention_mask"],
+                                                       "max_length": 256, "stride": 64,
+                                                       "tokenizer": {"kind": "tokenizers", "files": ["tokenizer.json"]},
+                                                       "variants": {"int8": "model.int8.onnx"}}))
+        cfg = report.get("config", {})
+        policy = from_model(out, data_root, contrast=bool(cfg.get("contrast", True)), limit=cfg.get("limit"),
+                            seed=int(cfg.get("seed", 0)))
+        thresholds = {k: v["threshold"] for k, v in policy.items()}
     (out / "thresholds.json").write_text(json.dumps(thresholds, indent=2) + "\n")
-    variants = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+    variants = {"int8": "model.int8.onnx"}
+    if fp16:
+        variants["fp16"] = "model.fp16.onnx"
     if keep_fp32:
         variants["fp32"] = "model.fp32.onnx"
     manifest = Manifest(
@@ -85,7 +108,7 @@ def export(weights: Path, report: dict[str, Any], out: Path, *, encoder_dir: Pat
         licence="Apache-2.0 (encoder: sentence-transformers/all-MiniLM-L6-v2); head trained here",
         source="training/tox (python -m training.tox)",
         quality={"validation": report["validation"], "parity": parity})
-    write_card(out, report, parity, {rel: sha256_file(out / rel) for rel in variants.values()})
+    write_card(out, report, parity, {rel: sha256_file(out / rel) for rel in variants.values()}, policy)
     final = write_manifest(out, manifest)
     sizes = {rel: (out / rel).stat().st_size for rel in variants.values()}
     return {"out": str(out), "sizes": sizes, "parity": parity, "seconds": round(time.time() - t0, 1),
@@ -116,12 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path, help="folder with weights.safetensors (or .part-* chunks) + train_report.json")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--encoder-dir", type=Path, default=None)
-    ap.add_argument("--keep-fp32", action="store_true")
+    ap.add_argument("--keep-fp32", action="store_true", help="also write the fp32 reference (~90 MB)")
+    ap.add_argument("--fp16", action="store_true", help="also write the CUDA fp16 variant (~45 MB)")
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_OUT.parents[2].parent / "shared" / "train-data",
+                    help="training data, to choose the policy thresholds on its validation split ('' to skip)")
     a = ap.parse_args(argv)
     report = json.loads((a.run / "train_report.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         w = join_chunks(a.run, Path(tmp) / "weights.safetensors")
-        print(json.dumps(export(w, report, a.out, encoder_dir=a.encoder_dir, keep_fp32=a.keep_fp32), indent=2))
+        print(json.dumps(export(w, report, a.out, encoder_dir=a.encoder_dir, keep_fp32=a.keep_fp32,
+                                fp16=a.fp16, data_root=a.data_root if str(a.data_root) else None), indent=2))
     return 0
 
 

@@ -31,7 +31,7 @@ class TrainConfig:
     out: Path
     encoder_dir: Path | None = None
     device: str = "auto"
-    epochs: float = 3.0
+    epochs: float = 1.5
     batch: int = 32
     max_len: int = 128
     lr: float = 5e-5
