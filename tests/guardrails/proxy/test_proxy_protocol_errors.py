@@ -12,7 +12,7 @@ from .proxy_helpers import ServerThread
 BAD = {
     "negative content-length": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
     "content-length and transfer-encoding": (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
-                                             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                                             b"Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     "bad chunk": (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                   b"zz\r\nhello\r\n0\r\n\r\n"),
     "NUL in a header": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
@@ -22,13 +22,13 @@ BAD = {
 
 
 def _exchange(port: int, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(raw)
         chunks = []
         while True:
             try:
                 b = s.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, TimeoutError):
                 break
             if not b:  # the server closed the connection: clean close after the answer
                 break
