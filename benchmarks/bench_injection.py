@@ -83,29 +83,31 @@ def load_sets(data: Path, quick: bool, rng: random.Random) -> tuple[dict[str, li
     return attacks, benign
 
 
-def detector_scores(model: str, texts: Sequence[str]) -> list[float]:
-    from detectors.injection import InjectionDetector, InjectionOptions
-    from detectors.toxicity import load_scorer
-    from guardrails.detector import Resources
-    from guardrails.types import CallContext
+class DetectorScores:
+    """Texts -> the injection detector's top score per text (as a user message); one model load per system."""
 
-    res = Resources()
-    scorer = load_scorer(res, model, device="cpu", max_batch=32)
-    det = InjectionDetector("injection", scorer, InjectionOptions(min_score=0.0))
+    def __init__(self, model: str):
+        from detectors.injection import InjectionDetector, InjectionOptions
+        from detectors.toxicity import load_scorer
 
-    async def run() -> list[float]:
-        out: list[float] = []
-        for k in range(0, len(texts), 256):
-            chunk = list(texts[k:k + 256])
-            ctx = CallContext(stage="input", roles=tuple("user" for _ in chunk))
-            found = await det.detect(chunk, ctx)
-            out += [max((f.score for f in fl), default=0.0) for fl in found]
-        return out
+        self.scorer = load_scorer(None, model, device="cpu", max_batch=32)
+        self.det = InjectionDetector("injection", self.scorer, InjectionOptions(min_score=0.0))
 
-    try:
+    def __call__(self, texts: Sequence[str]) -> list[float]:
+        from guardrails.types import CallContext
+
+        async def run() -> list[float]:
+            out: list[float] = []
+            for k in range(0, len(texts), 256):
+                chunk = list(texts[k:k + 256])
+                found = await self.det.detect(chunk, CallContext(stage="input", roles=tuple("user" for _ in chunk)))
+                out += [max((f.score for f in fl), default=0.0) for fl in found]
+            return out
+
         return asyncio.run(run())
-    finally:
-        scorer.close()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.scorer.close()  # type: ignore[attr-defined]
 
 
 def evaluate(name: str, score: Any, attacks: dict[str, list[str]], benign: dict[str, list[str]],
@@ -147,15 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     systems: dict[str, tuple[Any, float]] = {
         "no injection check (old default)": (lambda texts: [0.0] * len(texts), 0.5),
         "phrase-list heuristic": (lambda texts: [heuristic(x) for x in texts], 0.5),
-        "minilm-tw int8 (new default)": (lambda texts: detector_scores("embedded", texts), t),
+        "minilm-tw int8 (new default)": (DetectorScores("embedded"), t),
     }
     for m in a.model:
-        systems[f"model {m.name}"] = ((lambda p: lambda texts: detector_scores(str(p), texts))(m), t)
+        systems[f"model {m.name}"] = (DetectorScores(str(m)), t)
     res: dict[str, Any] = {"machine": machine(), "quick": a.quick, "thresholds": thr,
                            "n": {**{k: len(v) for k, v in attacks.items()}, **{k: len(v) for k, v in benign.items()}},
                            "systems": {}}
     for name, (fn, th) in systems.items():
         res["systems"][name] = evaluate(name, fn, attacks, benign, th)
+        if isinstance(fn, DetectorScores):
+            fn.close()
     atk = [*attacks, "Tensor Trust (both)"]
     print(f"\n## Prompt injection (threshold {thr}; n {res['n']})\n")
     print("| system | " + " | ".join(f"recall: {k}" for k in atk) + " | " +

@@ -79,23 +79,6 @@ def export(weights: Path, report: dict[str, Any], out: Path, *, encoder_dir: Pat
         parity = check_parity(model, fp32, out, enc_dir)
         if keep_fp32:
             shutil.copy(fp32, out / "model.fp32.onnx")
-    thresholds = {k: v["threshold"] for k, v in report["validation"].items()}
-    policy = None
-    if data_root is not None:
-        from training.tox.thresholds import from_model
-
-        (out / "manifest.json").write_text(json.dumps({"name": "minilm-tw", "kind": "transformer",  # provisional
-                                                       "labels": list(report["labels"]), "activation": "none",
-                                                       "output": "probabilities",
-                                                       "input_names": ["input_ids", "attention_mask"],
-                                                       "max_length": 256, "stride": 64,
-                                                       "tokenizer": {"kind": "tokenizers", "files": ["tokenizer.json"]},
-                                                       "variants": {"int8": "model.int8.onnx"}}))
-        cfg = report.get("config", {})
-        policy = from_model(out, data_root, contrast=bool(cfg.get("contrast", True)), limit=cfg.get("limit"),
-                            seed=int(cfg.get("seed", 0)))
-        thresholds = {k: v["threshold"] for k, v in policy.items()}
-    (out / "thresholds.json").write_text(json.dumps(thresholds, indent=2) + "\n")
     variants = {"int8": "model.int8.onnx"}
     if fp16:
         variants["fp16"] = "model.fp16.onnx"
@@ -108,6 +91,17 @@ def export(weights: Path, report: dict[str, Any], out: Path, *, encoder_dir: Pat
         licence="Apache-2.0 (encoder: sentence-transformers/all-MiniLM-L6-v2); head trained here",
         source="training/tox (python -m training.tox)",
         quality={"validation": report["validation"], "parity": parity})
+    thresholds = {k: v["threshold"] for k, v in report["validation"].items()}
+    policy = None
+    if data_root is not None:
+        from training.tox.thresholds import from_model
+
+        write_manifest(out, manifest)  # the int8 model must load to score the validation split
+        cfg = report.get("config", {})
+        policy = from_model(out, data_root, contrast=bool(cfg.get("contrast", True)), limit=cfg.get("limit"),
+                            seed=int(cfg.get("seed", 0)))
+        thresholds = {k: v["threshold"] for k, v in policy.items()}
+    (out / "thresholds.json").write_text(json.dumps(thresholds, indent=2) + "\n")
     write_card(out, report, parity, {rel: sha256_file(out / rel) for rel in variants.values()}, policy)
     final = write_manifest(out, manifest)
     sizes = {rel: (out / rel).stat().st_size for rel in variants.values()}
