@@ -208,7 +208,11 @@ class Pipeline:
         action = decide(judgements)
         out_texts: list[str] = list(texts)
         if action is not Action.BLOCK:
-            render = Renderer(self.hash_key, ctx.ensure_vault() if stage == "input" else None)
+            vault = ctx.ensure_vault() if stage == "input" else None
+            if vault is not None:
+                for t in texts:
+                    vault.reserve(t)
+            render = Renderer(self.hash_key, vault)
             by_msg: dict[int, list[Judgement]] = {}
             for j in judgements:
                 if j.action is Action.REDACT and j.finding.message_index is not None:

@@ -31,12 +31,13 @@ def _norm(value: str) -> str:
 class Vault:
     """Mapping for one conversation. Thread-safe; cheap to create."""
 
-    __slots__ = ("_by_value", "_by_key", "_counters", "_lock")
+    __slots__ = ("_by_value", "_by_key", "_counters", "_reserved", "_lock")
 
     def __init__(self) -> None:
         self._by_value: dict[tuple[str, str], str] = {}
         self._by_key: dict[str, tuple[str, str]] = {}  # "PERSON_1" -> (category, original)
         self._counters: dict[str, int] = {}
+        self._reserved: set[str] = set()  # placeholders the caller typed: never handed out, never restored
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -53,11 +54,21 @@ class Vault:
             if existing is not None:
                 return f"<{existing}>"
             n = self._counters.get(cat, 0) + 1
+            while f"{cat}_{n}" in self._reserved:
+                n += 1
             self._counters[cat] = n
             name = f"{cat}_{n}"
             self._by_value[key] = name
             self._by_key[name] = (cat, value)
             return f"<{name}>"
+
+    def reserve(self, text: str) -> None:
+        """Keep every placeholder-shaped string already in `text` (one the caller typed, or one a tool
+        result carried) out of this vault, so a model echoing it back never gets a value restored."""
+        found = {f"{placeholder_category(m.group(1))}_{int(m.group(2))}" for m in PLACEHOLDER_RE.finditer(text)}
+        if found:
+            with self._lock:
+                self._reserved |= found - set(self._by_key)
 
     def lookup(self, category: str, number: str) -> tuple[str, str] | None:
         return self._by_key.get(f"{category.upper()}_{int(number)}")
