@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.13.0 CPU is what this project's machines carry on disk; pinning it avoids a CUDA download.
 TORCH ?= torch==2.13.0
 
-.PHONY: serve test bench install install-dev install-gpu clean lint
+.PHONY: serve test bench install install-dev install-gpu clean lint oip-venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,16 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev,convert,train]"
 	touch $(VENV)/.base $@
 
+# A separate environment for the test Open Inference Protocol server (Seldon MLServer + ONNX Runtime):
+# MLServer pins fastapi < 0.116, which the proxy's own environment must not be held to.
+OIP_VENV := .venv-oip
+$(OIP_VENV)/.ok:
+	$(PY) -m venv $(OIP_VENV)
+	$(OIP_VENV)/bin/pip install -q "mlserver==1.7.1" "onnxruntime>=1.18"
+	touch $@
+
+oip-venv: $(OIP_VENV)/.ok
+
 install: $(VENV)/.base
 install-dev: $(VENV)/.dev
 
@@ -31,7 +41,7 @@ install-gpu: $(VENV)/.base
 serve: $(VENV)/.base
 	$(BIN)/trustwall serve $(ARGS)
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(OIP_VENV)/.ok
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(VENV)/.dev
@@ -41,4 +51,4 @@ lint: $(VENV)/.dev
 	$(BIN)/python -m ruff check guardrails detectors tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(OIP_VENV) .pytest_cache build *.egg-info

@@ -34,6 +34,7 @@ from pydantic import Field
 
 from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.errors import PolicyError
+from guardrails.inference.remote_config import RemoteBackendOptions
 from guardrails.normalize import normalize
 from guardrails.types import CallContext, Finding
 
@@ -41,7 +42,7 @@ INJECTION_LABELS: tuple[str, ...] = ("prompt_injection", "jailbreak")
 DEFAULT_ROLES: tuple[str, ...] = ("user", "tool", "function")
 
 
-class InjectionOptions(Options):
+class InjectionOptions(Options, RemoteBackendOptions):
     model: str = Field("embedded", description="'embedded' (minilm-tw) or a model directory with these labels")
     device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="default: settings.device")
     roles: list[str] = Field(list(DEFAULT_ROLES), description="input message roles to score (unknown roles: always)")
@@ -112,7 +113,7 @@ def _build(spec: Any, options: InjectionOptions, build: BuildContext) -> Injecti
     device = options.device or getattr(build.settings, "device", "auto")
     scorer = load_scorer(build.resources, options.model, device=device, models_dir=build.settings.models_dir,
                          policy_dir=build.policy_dir, max_batch=options.max_batch, max_wait_ms=options.max_wait_ms,
-                         precision=options.precision, workers=options.workers)
+                         precision=options.precision, workers=options.workers, remote=options.remote)
     return InjectionDetector(spec.name, scorer, options)
 
 

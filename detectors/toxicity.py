@@ -45,6 +45,7 @@ from pydantic import Field
 from guardrails.detector import BuildContext, DetectorType, Options, Resources
 from guardrails.normalize import fold_for_toxicity
 from guardrails.errors import ConfigError, PolicyError
+from guardrails.inference.remote_config import RemoteBackendOptions, RemoteOptions
 from guardrails.types import CallContext, Finding
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,6 +177,12 @@ class ModelScorer(_BatchedScorer):
     def info(self) -> dict[str, Any]:
         return {**self.clf.info(), "batcher": self.batch_stats(), "cache_hits": self.cache_hits}
 
+    def close(self) -> None:
+        super().close()
+        closer = getattr(self.clf, "close", None)  # the remote backend's connection pool
+        if closer is not None:
+            closer()
+
 
 class LexicalScorer(_BatchedScorer):
     """The earlier default (`model: lexical`): BiLSTM (six Jigsaw labels) + TF-IDF profanity model.
@@ -257,9 +264,14 @@ def resolve_model(model: str, *, models_dir: Path | None = None, policy_dir: Pat
 def load_scorer(resources: Resources | None, model: str = EMBEDDED, *, device: str = "auto",
                 models_dir: Path | None = None, policy_dir: Path | None = None, max_batch: int = 32,
                 max_wait_ms: float = 2.0, ensemble: Ensemble = "mean", precision: str = "auto",
-                workers: int = 2) -> ToxicityScorer:
+                workers: int = 2, remote: RemoteOptions | None = None) -> ToxicityScorer:
     """`embedded` (minilm-tw), `lexical` or a model directory -> a scorer, shared per Resources (the same
-    directory, device and batching options give the same object, whichever detector asks)."""
+    directory, device and batching options give the same object, whichever detector asks). With `remote`
+    the forward pass runs on an Open Inference Protocol server (guardrails.inference.remote); the model
+    directory still supplies the manifest and the tokenizer."""
+    if model == LEXICAL and remote is not None:
+        raise ConfigError("options.backend: the lexical model (two models) cannot run remote; use embedded or a "
+                          "model directory")
     if model == LEXICAL:
         return load_lexical(resources, device=device, ensemble=ensemble, max_batch=max_batch,
                             max_wait_ms=max_wait_ms, workers=workers)
@@ -269,18 +281,24 @@ def load_scorer(resources: Resources | None, model: str = EMBEDDED, *, device: s
     def make() -> ModelScorer:
         from guardrails.inference.classifier import OnnxTextClassifier
 
-        clf = OnnxTextClassifier(path, device=device, max_batch=max_batch, precision=precision)  # type: ignore[arg-type]
+        if remote is not None:
+            from guardrails.inference.remote import RemoteTextClassifier
+
+            clf: OnnxTextClassifier = RemoteTextClassifier(path, remote, max_batch=max_batch)
+        else:
+            clf = OnnxTextClassifier(path, device=device, max_batch=max_batch, precision=precision)  # type: ignore[arg-type]
         return ModelScorer(clf, max_batch=max_batch, max_wait_ms=max_wait_ms, workers=workers)
 
     if resources is None:
         return make()
-    return resources.get_or_create(f"toxicity:{path}:{device}:{precision}:{max_batch}:{max_wait_ms}:{workers}", make)
+    where = f"remote:{remote.key()}" if remote is not None else f"{device}:{precision}"
+    return resources.get_or_create(f"toxicity:{path}:{where}:{max_batch}:{max_wait_ms}:{workers}", make)
 
 
 # ------------------------------------------------------------------------------------------ detector
 
 
-class ToxicityOptions(Options):
+class ToxicityOptions(Options, RemoteBackendOptions):
     model: str = Field(EMBEDDED, description="'embedded' (minilm-tw), 'lexical' (the earlier BiLSTM + profanity "
                                              "ensemble) or a model directory (manifest.json or HF ONNX export)")
     device: Literal["auto", "cpu", "cuda"] | None = Field(None, description="default: settings.device")
@@ -340,7 +358,8 @@ def _build(spec, options: ToxicityOptions, build: BuildContext) -> ToxicityDetec
     device = options.device or getattr(build.settings, "device", "auto")
     scorer = load_scorer(build.resources, options.model, device=device, models_dir=build.settings.models_dir,
                          policy_dir=build.policy_dir, max_batch=options.max_batch, max_wait_ms=options.max_wait_ms,
-                         ensemble=options.ensemble, precision=options.precision, workers=options.workers)
+                         ensemble=options.ensemble, precision=options.precision, workers=options.workers,
+                         remote=options.remote)
     return ToxicityDetector(spec.name, scorer, options)
 
 

@@ -298,7 +298,13 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
             return ProxyError(503, "The proxy is still starting.", "not_ready").response(request_id(request))
         policy = st.policy
         info = st.runtime.info()["detectors"]  # what each detector loaded, and on which device (read back)
-        return json_response({"status": "ready", "policy": policy.id, "policy_version": policy.digest,
+        # issue 19 hook: remote model backends (Open Inference Protocol) must be live and loaded
+        from guardrails.inference.readiness import remote_readiness
+        remote = await remote_readiness(st.runtime)
+        if any(not r["ready"] for r in remote.values()):
+            down = ", ".join(f"{n} ({r['reason'] or 'not ready'})" for n, r in sorted(remote.items()) if not r["ready"])
+            return ProxyError(503, f"Remote model not ready: {down}", "not_ready").response(request_id(request))
+        return json_response({"status": "ready", "policy": policy.id, "policy_version": policy.digest, "remote": remote,
                               "detectors": sorted(st.runtime.detectors),
                               "devices": {n: d.get("device", "cpu") for n, d in info.items()},
                               "detector_info": info,
