@@ -5,7 +5,7 @@ runtime of its own, so this small `MLModel` opens the file given as `parameters.
 and answers `infer` with the graph's outputs, as Triton's onnxruntime backend would. Test-only knobs
 in `parameters.extra`:
 
-    mode: ok | garbage_shape | nan | slow     # what predict answers (garbage for the bad-input tests)
+    mode: ok | garbage_shape | int_output | slow    # what predict answers (garbage for the bad-input tests)
     delay_ms: 0                               # slow: answer after this long (asyncio sleep)
     threads: 2                                # ONNX Runtime intra-op threads
 """
@@ -47,7 +47,7 @@ class OnnxRuntimeModel(MLModel):
         outs = await asyncio.to_thread(self._run, feed, names)
         if self._mode == "garbage_shape":
             outs = [o[:, :-1] if o.ndim == 2 else o for o in outs]
-        elif self._mode == "nan":
-            outs = [np.full_like(o, np.nan) for o in outs]
+        elif self._mode == "int_output":
+            outs = [np.ones(o.shape, dtype=np.int64) for o in outs]
         return InferenceResponse(model_name=self.name, model_version=self.version,
                                  outputs=[NumpyCodec.encode_output(n, o) for n, o in zip(names, outs)])

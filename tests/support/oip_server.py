@@ -51,7 +51,7 @@ def free_port() -> int:
 class OipModel:
     name: str
     model_dir: Path
-    mode: str = "ok"  # ok | garbage_shape | nan | slow
+    mode: str = "ok"  # ok | garbage_shape | int_output | slow
     delay_ms: int = 0
     version: str = "1"
     threads: int = 2
