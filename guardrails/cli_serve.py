@@ -39,10 +39,13 @@ def serve(
     allow_anonymous: bool = typer.Option(False, "--allow-anonymous",
                                          help="Accept keyless calls on a non-loopback address while no key exists."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    max_inflight: Optional[int] = typer.Option(None, "--max-inflight", min=1,
+                                               help="Load shedding: guarded calls in flight before 503 + Retry-After "
+                                                    "(default: $TRUSTWALL_MAX_INFLIGHT, else unbounded)."),
 ) -> None:
     """Run the OpenAI-compatible proxy: point a client's base_url at http://HOST:PORT/v1."""
     try:
-        settings = _settings(ctx, policy=policy)
+        settings = _settings(ctx, policy=policy, max_inflight=max_inflight)
         from detectors.registry import builtin_registry
         from guardrails import access
         from guardrails.keys import open_key_store

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     audit_key: SecretStr | None = Field(None, description="HMAC key that signs audit checkpoints")
     models_dir: Path | None = Field(None, description="extra model directories (converted Detoxify etc.)")
     log_level: str = "INFO"
+    max_inflight: int | None = Field(None, ge=1, description="load shedding: at most this many guarded calls in "
+                                                             "flight per process; more get 503 + Retry-After")
     blas_threads: int | None = Field(None, ge=1, description="cap numpy's BLAS threads process-wide (the spaCy pipelines' matrix products); the proxy uses 1 unless set: small products gain nothing from a second thread, which spins on a core the other detectors need")
 
     def policy_path(self) -> Path:

@@ -156,7 +156,8 @@ def _body_schema(model: type) -> dict[str, Any]:
 
 def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: str = "127.0.0.1",
                allow_anonymous: bool = False, upstream: str | None = None, keys: KeyStore | None = None,
-               limiter: RateLimiter | None = None, audit: Any = True, key_cache_ttl_s: float = 1.0) -> FastAPI:
+               limiter: RateLimiter | None = None, audit: Any = True, key_cache_ttl_s: float = 1.0,
+               max_inflight: int | None = None) -> FastAPI:
     """Build the proxy app.
 
     runtime_or_settings: a built Runtime (the caller owns and closes it) or Settings (the lifespan builds
@@ -164,6 +165,7 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
     host: the address the server binds to; decides the first-run rule (keyless calls only on loopback).
     upstream: 'echo' or a base URL that replaces the policy's default upstream (`--upstream`).
     keys / limiter: injected stores (default: from settings: SQLite/PostgreSQL keys, memory/Redis limits).
+    max_inflight: bound on in-flight guarded calls (default: settings.max_inflight); above it 503 + Retry-After.
     """
     src = runtime_or_settings if runtime_or_settings is not None else Settings()
 
@@ -216,6 +218,13 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
     app = FastAPI(title="trustwall proxy", version="1", lifespan=lifespan,
                   description="OpenAI-compatible proxy: every call passes the trustwall policy.")
     app.state.trustwall = None
+    # issue 19 hook: load shedding (guardrails/proxy/shedding.py), inside HeaderMiddleware so 503s get its headers
+    from guardrails.proxy.shedding import LoadShedder, LoadShedMiddleware
+    limit = max_inflight if max_inflight is not None else (
+        src.settings if isinstance(src, Runtime) else src).max_inflight
+    app.state.shedder = LoadShedder(limit) if limit else None
+    if app.state.shedder is not None:
+        app.add_middleware(LoadShedMiddleware, shedder=app.state.shedder)
     app.add_middleware(HeaderMiddleware)
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,0 +1,69 @@
+"""Load shedding: a bound on in-flight guarded calls per replica; above it, 503 + Retry-After at once.
+
+Without a bound, an overloaded replica queues every call (detector batches, upstream connections,
+audit queue) until clients time out: latency grows without limit and every caller loses. With
+`max_inflight` (setting TRUSTWALL_MAX_INFLIGHT, `trustwall serve --max-inflight`) a call that arrives
+while that many guarded calls are running is answered immediately:
+
+    HTTP 503, Retry-After: 1
+    {"error": {"message": "The proxy is at capacity; retry shortly.", "type": "server_error",
+               "code": "overloaded", ...}}
+
+so the load balancer / client retries elsewhere or later (the official openai client retries 503s with
+back-off by itself). Only the guarded routes count (POST /v1/chat/completions, /v1/completions); a call
+counts until its last byte is sent (streams included). Health, readiness and metrics are never shed.
+One event loop per process: a plain counter, no lock.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from guardrails.proxy.errors import ProxyError
+
+GUARDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+
+
+class LoadShedder:
+    """Counts in-flight guarded calls; `shed` counts refusals (exposed on /metrics by the app)."""
+
+    def __init__(self, limit: int, retry_after_s: float = 1.0):
+        if limit < 1:
+            raise ValueError("max_inflight must be at least 1")
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.inflight = 0
+        self.peak = 0
+        self.shed = 0
+
+    def try_enter(self) -> bool:
+        if self.inflight >= self.limit:
+            self.shed += 1
+            return False
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+        return True
+
+    def leave(self) -> None:
+        self.inflight -= 1
+
+
+class LoadShedMiddleware:
+    def __init__(self, app: ASGIApp, shedder: LoadShedder):
+        self.app = app
+        self.shedder = shedder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in GUARDED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if not self.shedder.try_enter():
+            rid = scope.get("state", {}).get("trustwall_request_id", "")
+            err = ProxyError(503, "The proxy is at capacity; retry shortly.", "overloaded", type_="server_error",
+                             retry_after=self.shedder.retry_after_s, action="shed")
+            await err.response(rid)(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.shedder.leave()
