@@ -1,8 +1,9 @@
 """In-process ONNX Runtime vs the remote backend (Open Inference Protocol) for the minilm-tw scorer.
 
-    .venv/bin/python -m benchmarks.bench_remote [--quick] [--json OUT] [--server-threads N]
+    .venv/bin/python -m benchmarks.bench_remote [--quick] [--json OUT] [--server-threads N] [--url grpc://HOST:8001]
 
-Same model file, same texts, same run: the shared scorer (`ModelScorer`: MicroBatcher, max_batch 32,
+Same model file, same texts, same run (interleaved: A B C then C B A per row, so the load of a shared
+machine falls on every system alike; p50 / p95 / calls/s are the mean of the two passes): the shared scorer (`ModelScorer`: MicroBatcher, max_batch 32,
 2 ms wait, no result cache) with (a) the in-process `OnnxTextClassifier` (the baseline a user has
 today) and (b) `RemoteTextClassifier` against Seldon MLServer on loopback (the test server of
 tests/support/oip_server.py, ONNX Runtime inside), over gRPC and over HTTP (JSON tensors). Callers: 1,
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer calls per row")
     ap.add_argument("--json", type=Path, help="write the rows as JSON")
     ap.add_argument("--server-threads", type=int, default=2, help="ONNX Runtime threads inside the server")
+    ap.add_argument("--url", action="append", default=[],
+                    help="also an external server serving minilm-tw (e.g. grpc://gpu-host:8001, a Triton on a GPU)")
     args = ap.parse_args(argv)
     from support.oip_server import OipModel, OipServer
 
@@ -89,17 +92,32 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, \
             OipServer(Path(tmp), [OipModel("minilm-tw", MODEL, threads=args.server_threads)]) as srv:
         systems = [("in-process", None), ("remote grpc", srv.grpc_url), ("remote http (json)", srv.http_url)]
-        for name, url in systems:
-            scorer = make_scorer(name, url)
-            try:
-                asyncio.run(drive(scorer, make_texts(64, seed=1), 16))  # warm-up: sessions, connections
-                for callers, n in per.items():
-                    r = asyncio.run(drive(scorer, make_texts(n), callers))
-                    rows.append({"system": name, "callers": callers, **r, "batch": scorer.batch_stats()["mean_batch"]})
+        systems += [(f"remote {u}", u) for u in args.url]
+        scorers = {name: make_scorer(name, url) for name, url in systems}
+        try:
+            for sc in scorers.values():
+                asyncio.run(drive(sc, make_texts(64, seed=1), 16))  # warm-up: sessions, connections
+            for callers, n in per.items():
+                # two passes, the second in reverse order (A B C C B A), so drift in the machine's load
+                # (it is shared) falls on every system alike; each pass scores half of the same texts
+                got: dict[str, list[dict[str, float]]] = {name: [] for name in scorers}
+                texts = make_texts(n)
+                for order in (list(scorers), list(reversed(scorers))):
+                    for name in order:
+                        half = texts[: n // 2] if order[0] == "in-process" else texts[n // 2:]
+                        got[name].append(asyncio.run(drive(scorers[name], half, callers)))
+                for name, parts in got.items():
+                    r = {"calls": sum(p["calls"] for p in parts),
+                         "p50_ms": statistics.mean(p["p50_ms"] for p in parts),
+                         "p95_ms": statistics.mean(p["p95_ms"] for p in parts),
+                         "calls_per_s": statistics.mean(p["calls_per_s"] for p in parts)}
+                    rows.append({"system": name, "callers": callers, **r})
                     print(f"  {name:<20} callers {callers:>2}: p50 {r['p50_ms']:.1f} ms, {r['calls_per_s']:.0f}/s",
                           flush=True)
-            finally:
-                scorer.close()
+        finally:
+            for sc in scorers.values():
+                sc.close()
+    rows.sort(key=lambda r: ([s for s, _ in systems].index(r["system"]), r["callers"]))
     base = {r["callers"]: r for r in rows if r["system"] == "in-process"}
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
           f"server: MLServer on loopback, ORT threads {args.server_threads}; no GPU in this run\n")

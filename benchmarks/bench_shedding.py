@@ -137,8 +137,12 @@ def run_row(bound: int | None, rate: float, seconds: float, up_port: int, tmp: P
         wait_http(f"http://127.0.0.1:{port}/readyz")
         return asyncio.run(open_loop(f"http://127.0.0.1:{port}", rate, seconds, 5.0))
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        proc.terminate()  # the unbounded row leaves a backlog that graceful shutdown would drain for long
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:
