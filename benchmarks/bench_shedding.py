@@ -122,7 +122,27 @@ async def open_loop(url: str, rate: float, seconds: float, timeout_s: float) -> 
             "goodput": len(ok) / seconds}
 
 
-def run_row(bound: int | None, rate: float, seconds: float, up_port: int, tmp: Path) -> dict[str, Any]:
+def start_upstream() -> tuple[subprocess.Popen[bytes], int]:
+    """A fresh upstream per row: an abandoned backlog of the previous row must not delay this one."""
+    up_port = free_port()
+    up = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_shedding", "--upstream", str(up_port)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{up_port}/docs")
+    return up, up_port
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()  # the unbounded row leaves a backlog that graceful shutdown would drain for long
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def run_row(bound: int | None, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
+    up, up_port = start_upstream()
     port = free_port()
     pol = tmp / "policy.yaml"
     pol.write_text(POLICY.format(port=up_port))
@@ -137,12 +157,8 @@ def run_row(bound: int | None, rate: float, seconds: float, up_port: int, tmp: P
         wait_http(f"http://127.0.0.1:{port}/readyz")
         return asyncio.run(open_loop(f"http://127.0.0.1:{port}", rate, seconds, 5.0))
     finally:
-        proc.terminate()  # the unbounded row leaves a backlog that graceful shutdown would drain for long
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
+        stop(up)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,20 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(upstream_app(2, 0.100), host="127.0.0.1", port=args.upstream, log_level="error")
         return 0
     seconds = args.seconds or (8.0 if args.quick else 20.0)
-    up_port = free_port()
-    up = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_shedding", "--upstream", str(up_port)], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
-    try:
-        wait_http(f"http://127.0.0.1:{up_port}/docs")
-        with tempfile.TemporaryDirectory() as tmp:
-            for bound in (None, args.bound):
-                r = run_row(bound, args.rate, seconds, up_port, Path(tmp))
-                rows.append((bound, r))
-                print(f"  bound {bound}: {r}", flush=True)
-    finally:
-        up.terminate()
-        up.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as tmp:
+        for bound in (None, args.bound):
+            r = run_row(bound, args.rate, seconds, Path(tmp))
+            rows.append((bound, r))
+            print(f"  bound {bound}: {r}", flush=True)
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; upstream capacity 20 calls/s (2 x 100 ms); "
           f"open-loop arrivals {args.rate:g}/s for {seconds:g} s; client timeout 5 s\n")
     print("| proxy | sent | 200 | 503 (shed) | client timeouts | other | 200 p50 ms | 200 p99 ms | 503 p50 ms | "

@@ -129,6 +129,9 @@ class ClientPool:
         self._lock = threading.Lock()
         self._shared: _OipClient | None = None
         self._local = threading.local()
+        # HTTP clients by the thread that made them: those of ended threads (the batcher's workers end
+        # when idle) are closed when the next one is made, the rest with the pool
+        self._threaded: list[tuple[threading.Thread, _OipClient]] = []
         self._closed = False
 
     def _get(self) -> _OipClient:
@@ -141,11 +144,19 @@ class ClientPool:
         if c is None:
             c = _OipClient(self.opts)
             self._local.client = c
+            with self._lock:
+                ended = [x for t, x in self._threaded if not t.is_alive()]
+                self._threaded = [(t, x) for t, x in self._threaded if t.is_alive()]
+                self._threaded.append((threading.current_thread(), c))
+            for x in ended:
+                x.close()
         return c
 
     def _drop(self, c: _OipClient) -> None:
         if self.opts.protocol == "http" and getattr(self._local, "client", None) is c:
             self._local.client = None
+            with self._lock:
+                self._threaded = [(t, x) for t, x in self._threaded if x is not c]
             c.close()
 
     @contextmanager
@@ -167,9 +178,12 @@ class ClientPool:
     def close(self) -> None:
         self._closed = True
         with self._lock:
+            clients, self._threaded = [x for _t, x in self._threaded], []
             if self._shared is not None:
-                self._shared.close()
+                clients.append(self._shared)
                 self._shared = None
+        for c in clients:
+            c.close()
 
 
 def _describe(exc: BaseException) -> str:

@@ -264,3 +264,50 @@ async def test_killed_server_fails_closed_and_recovers_after_restart(tmp_path, p
             assert (await asyncio.to_thread(clf.readiness, 0.0))["ready"] is True
         finally:
             await rt.aclose()
+
+
+def test_non_finite_scores_are_an_error(server, monkeypatch):
+    from contextlib import contextmanager
+
+    clf = RemoteTextClassifier(MODEL, RemoteOptions(url=server.grpc_url, startup_wait_s=0))
+
+    class NaNs:
+        def infer(self, name, version, feed, output):
+            return np.full((len(next(iter(feed.values()))), 10), np.nan, dtype=np.float32)
+
+    @contextmanager
+    def fake():
+        yield NaNs()
+
+    try:
+        monkeypatch.setattr(clf._pool, "client", fake)
+        with pytest.raises(RemoteError, match="non-finite"):
+            clf.predict(["hello"])
+    finally:
+        clf.close()
+
+
+def test_http_clients_of_ended_threads_are_closed_and_the_pool_is_bounded(server):
+    import threading
+
+    from guardrails.inference.remote import ClientPool
+
+    pool = ClientPool(RemoteOptions(url=server.http_url, pool=2, timeout_ms=300))
+
+    def use() -> None:
+        with pool.client() as c:
+            assert c.server_ready()
+
+    for _ in range(3):
+        t = threading.Thread(target=use)
+        t.start()
+        t.join()
+    assert len(pool._threaded) == 1  # the clients of the two ended threads were closed
+    with pool.client(), pool.client():  # both slots taken: a third caller waits timeout_ms, then fails
+        t0 = time.monotonic()
+        with pytest.raises(RemoteError, match="busy"):
+            with pool.client():
+                pass
+        assert 0.25 < time.monotonic() - t0 < 2
+    pool.close()
+    assert pool._threaded == []
