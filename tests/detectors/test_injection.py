@@ -70,14 +70,26 @@ def test_model_without_injection_labels_is_a_policy_error():
 # ------------------------------------------------------------------------------ the shipped model
 
 
-@pytest.fixture(scope="module")
-def real():
-    from detectors.toxicity import load_embedded
+@pytest.fixture(scope="module", params=["local", "remote"])
+def real(request, tmp_path_factory):
+    """The shipped model in-process, and the same model on a real Open Inference Protocol server
+    (MLServer on loopback, guardrails.inference.remote): the detector tests hold for both."""
+    from detectors.toxicity import load_embedded, load_scorer, models_root
     from guardrails.detector import Resources
 
-    scorer = load_embedded(Resources(), device="cpu")
-    yield scorer
-    scorer.close()
+    if request.param == "local":
+        scorer = load_embedded(Resources(), device="cpu")
+        yield scorer
+        scorer.close()
+        return
+    from guardrails.inference.remote_config import RemoteOptions
+    from support.oip_server import OipModel, OipServer
+
+    with OipServer(tmp_path_factory.mktemp("oip"), [OipModel("minilm-tw", models_root() / "minilm-tw")]) as srv:
+        scorer = load_scorer(Resources(), "embedded", remote=RemoteOptions(url=srv.grpc_url, timeout_ms=10000))
+        assert scorer.info()["device"] == "remote"
+        yield scorer
+        scorer.close()
 
 
 @pytest.fixture(scope="module")

@@ -311,3 +311,41 @@ def test_http_clients_of_ended_threads_are_closed_and_the_pool_is_bounded(server
         assert 0.25 < time.monotonic() - t0 < 2
     pool.close()
     assert pool._threaded == []
+
+
+# ------------------------------------------------------------------------------ the toxicity detector, remote
+
+
+@pytest.fixture(scope="module")
+def remote_scorer(server):
+    from detectors.toxicity import load_scorer
+    from guardrails.detector import Resources
+
+    s = load_scorer(Resources(), "embedded", remote=RemoteOptions(url=server.grpc_url, timeout_ms=10000))
+    yield s
+    s.close()
+
+
+def test_remote_toxicity_scores_go_the_right_way(remote_scorer):
+    """tests/detectors/test_toxicity_minilm.py's checks, on the remote backend."""
+    toxic = ["You are a worthless, stupid idiot.", "I am going to find you and kill you.",
+             "Shut the fuck up, you piece of shit."]
+    benign = ["Thank you so much, that was really helpful!", "The museum opens at nine on Sundays.",
+              "I am a gay man and I love my husband."]
+    t, b = remote_scorer.score(toxic), remote_scorer.score(benign)
+    assert min(r["toxicity"] for r in t) > max(r["toxicity"] for r in b) + 0.3
+    assert t[1]["threat"] > max(r["threat"] for r in b) + 0.3
+    assert max(r["identity_attack"] for r in b) < 0.5
+
+
+async def test_remote_toxicity_detector_flags_the_offending_sentence(remote_scorer):
+    from detectors.toxicity import ToxicityDetector, ToxicityOptions
+
+    det = ToxicityDetector("toxicity", remote_scorer, ToxicityOptions(min_score=0.5))
+    text = "The meeting is at noon. You are a fucking idiot! See you there."
+    [findings] = await det.detect([text], CallContext())
+    assert findings and all(text[f.span[0]:f.span[1]] == "You are a fucking idiot!" for f in findings)
+    first = await remote_scorer.ascore(["A sentence nobody has scored yet, about cheese."])
+    hits = remote_scorer.cache_hits
+    assert await remote_scorer.ascore(["A sentence nobody has scored yet, about cheese."]) == first
+    assert remote_scorer.cache_hits == hits + 1  # the result cache sits in front of the remote call too
