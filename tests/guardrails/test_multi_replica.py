@@ -149,12 +149,13 @@ def test_two_replicas_share_one_chain_one_budget_and_revocations(tmp_path):
                 for u in reps.urls:
                     if u not in refused_at:
                         calls += 1
+                        sent = time.monotonic() - t0  # when the refused call was sent, not when it came back
                         if chat(c, u, victim).status_code == 401:
-                            refused_at[u] = time.monotonic() - t0
+                            refused_at[u] = sent
                 assert time.monotonic() - t0 < 5, refused_at
             worst = max(refused_at.values())
-            print(f"revocation seen by both replicas after {worst * 1000:.0f} ms")
-            assert worst < 1.5  # key cache TTL 1 s + one request
+            print(f"revocation enforced by both replicas {worst * 1000:.0f} ms after it was made")
+            assert worst < 1.25  # the key cache's TTL (1 s) plus one polling round
             assert all(chat(c, u, victim).status_code == 401 for u in reps.urls)
             calls += 2
         reps.stop()
