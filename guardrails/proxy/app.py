@@ -197,9 +197,12 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
             specs, default = upstream_specs(runtime.policy, upstream)
             ups = Upstreams(specs, default)
             closers.append(ups.aclose)
+            metrics = Metrics()
+            if app.state.shedder is not None:  # issue 19 hook: shedding counters on /metrics
+                app.state.shedder.register(metrics.registry)
             app.state.trustwall = ProxyState(
                 runtime=runtime, upstreams=ups, keys=KeyCache(store, ttl_s=key_cache_ttl_s), limiter=lim,
-                metrics=Metrics(),
+                metrics=metrics,
                 first_run=access.FirstRun(runtime.policy.access.anonymous_role, access.is_loopback(host), allow_anonymous),
             )
             log.info("trustwall proxy ready: policy %s, upstreams %s (default %s)", runtime.policy.id,

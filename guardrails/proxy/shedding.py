@@ -17,6 +17,8 @@ One event loop per process: a plain counter, no lock.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guardrails.proxy.errors import ProxyError
@@ -46,6 +48,24 @@ class LoadShedder:
 
     def leave(self) -> None:
         self.inflight -= 1
+
+    def register(self, registry: Any) -> None:
+        """Expose `trustwall_inflight_calls`, `trustwall_max_inflight` and `trustwall_shed_total` on the
+        app's Prometheus registry (read when scraped; an autoscaler can scale on the shed rate)."""
+        registry.register(_Collector(self))
+
+
+class _Collector:
+    def __init__(self, shedder: LoadShedder):
+        self.s = shedder
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield GaugeMetricFamily("trustwall_inflight_calls", "Guarded calls in flight", value=self.s.inflight)
+        yield GaugeMetricFamily("trustwall_max_inflight", "Load-shedding bound (max_inflight)", value=self.s.limit)
+        yield CounterMetricFamily("trustwall_shed", "Guarded calls refused with 503 (over max_inflight)",
+                                  value=self.s.shed)
 
 
 class LoadShedMiddleware:

@@ -94,6 +94,9 @@ def test_calls_over_the_bound_get_503_with_retry_after_at_once(gate, tmp_path):
             assert c.post("/v1/chat/completions", json=body).status_code == 200  # slots came back
         shedder: LoadShedder = p.server.config.app.state.shedder
         assert shedder.inflight == 0 and shedder.peak == 3 and shedder.shed == 7
+        metrics = httpx.get(p.url + "/metrics").text
+        assert "trustwall_shed_total 7.0" in metrics and "trustwall_max_inflight 3.0" in metrics
+        assert "trustwall_inflight_calls 0.0" in metrics
         # the official client sees an APIStatusError 503 (and would retry it with back-off by itself)
         gate.open.clear()
         with ThreadPoolExecutor(3) as pool:
