@@ -349,3 +349,21 @@ async def test_remote_toxicity_detector_flags_the_offending_sentence(remote_scor
     hits = remote_scorer.cache_hits
     assert await remote_scorer.ascore(["A sentence nobody has scored yet, about cheese."]) == first
     assert remote_scorer.cache_hits == hits + 1  # the result cache sits in front of the remote call too
+
+
+async def test_concurrent_calls_share_remote_requests(server):
+    """The MicroBatcher still coalesces concurrent callers: fewer server requests than calls."""
+    from detectors.toxicity import load_scorer
+    from guardrails.detector import Resources
+
+    s = load_scorer(Resources(), "embedded", max_wait_ms=20.0,
+                    remote=RemoteOptions(url=server.grpc_url, timeout_ms=10000))
+    try:
+        texts = [f"Concurrent caller number {i} says hello." for i in range(48)]
+        got = await asyncio.gather(*(s.ascore([t]) for t in texts))
+        local = OnnxTextClassifier(MODEL, device="cpu").predict_dicts(texts)
+        assert all(abs(g[0][k] - v) <= 1e-5 for g, row in zip(got, local) for k, v in row.items())
+        stats = s.batch_stats()
+        assert stats["requests"] == 48 and stats["batches"] < 48 and stats["max_batch_seen"] > 1, stats
+    finally:
+        s.close()
