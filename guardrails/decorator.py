@@ -34,10 +34,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from guardrails.errors import AccessDenied, Blocked, TrustwallError
-from guardrails.types import ANONYMOUS, Action, CallContext, CallRecord, Decision, Principal
+from guardrails.errors import Blocked, TrustwallError
+from guardrails.types import ANONYMOUS, CallContext, Decision, Principal
+from guardrails.wire import openai as wire
+from guardrails.wire.fields import Path, put, to_plain
 
 if TYPE_CHECKING:  # pragma: no cover
+    from guardrails.call import Call
     from pathlib import Path
 
     from guardrails.detector import Registry
@@ -218,100 +221,109 @@ def _replace(obj: Any, key: str, value: Any) -> Any:
     return dup
 
 
+_MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "function_call", "refusal", "tool_call_id")
+
+
+def _plain_message(m: Any, i: int) -> dict[str, Any]:
+    """A message as plain JSON (dicts, SDK objects and dataclasses alike; other objects by attribute)."""
+    plain = to_plain(m)
+    if isinstance(plain, dict) and ("content" in plain or "tool_calls" in plain or "function_call" in plain):
+        return plain
+    if isinstance(plain, dict) or not _has(m, "content"):  # never let an unreadable message through unchecked
+        raise TypeError(f"message {i} ({type(m).__name__}) has no 'content': messages are dicts or objects "
+                        "with role/content")
+    return {k: to_plain(getattr(m, k)) for k in _MESSAGE_FIELDS if getattr(m, k, None) is not None}
+
+
 @dataclasses.dataclass(frozen=True)
 class Prompt:
-    """The texts of a prompt (a string, or messages whose content is a string or a list of parts),
-    and how to rebuild the prompt in the caller's own shape with other texts."""
+    """The texts of a prompt (a string, or messages: dicts or SDK objects, with every text field the
+    wire codec reads: content and its text parts, names, refusals, earlier tool calls and their
+    arguments), and how to rebuild the prompt in the caller's own shape with other texts."""
 
     value: Any
     texts: tuple[str, ...]
-    slots: tuple[tuple[int, int | None], ...]  # (message index, content part index or None); (-1, None) = str
+    slots: tuple[tuple[int, Path], ...]  # (message index, path in the message); (-1, ()) = the prompt is a str
     kind: Literal["str", "list", "tuple", "one"]
-
-    @property
-    def roles(self) -> tuple[str | None, ...]:
-        """The message role of each text ("user" for a plain string or a list of strings)."""
-        if self.kind == "str":
-            return ("user",)
-        items = [self.value] if self.kind == "one" else list(self.value)
-        out: list[str | None] = []
-        for i, j in self.slots:
-            m = items[i]
-            r = "user" if j == -1 or isinstance(m, str) else _get(m, "role")
-            out.append(r if isinstance(r, str) else None)
-        return tuple(out)
+    roles: tuple[str | None, ...] = ()
 
     @classmethod
     def read(cls, value: Any) -> Prompt:
         if isinstance(value, str):
-            return cls(value, (value,), ((-1, None),), "str")
+            return cls(value, (value,), ((-1, ()),), "str", ("user",))
         if isinstance(value, (bytes, bytearray)):
             raise TypeError("the prompt must be text (str), not bytes")
         if isinstance(value, Mapping) or _is_message(value):  # one message (pydantic models are iterable too)
-            texts, slots = cls._read_messages([value])
-            return cls(value, texts, slots, "one")
+            texts, slots, roles = cls._read_messages([value])
+            return cls(value, texts, slots, "one", roles)
         if isinstance(value, Iterable):
             kind: Literal["list", "tuple"] = "tuple" if isinstance(value, tuple) else "list"
             items = list(value)
-            texts, slots = cls._read_messages(items)
-            return cls(items, texts, slots, kind)
+            texts, slots, roles = cls._read_messages(items)
+            return cls(items, texts, slots, kind, roles)
         raise TypeError(f"cannot read a prompt from {type(value).__name__}: pass a string or a list of messages "
                         "(dicts or objects with role/content), or name the argument with input_arg=")
 
     @staticmethod
-    def _read_messages(items: Sequence[Any]) -> tuple[tuple[str, ...], tuple[tuple[int, int | None], ...]]:
+    def _read_messages(items: Sequence[Any]) -> tuple[tuple[str, ...], tuple[tuple[int, Path], ...],
+                                                       tuple[str | None, ...]]:
         texts: list[str] = []
-        slots: list[tuple[int, int | None]] = []
+        slots: list[tuple[int, Path]] = []
+        roles: list[str | None] = []
         for i, m in enumerate(items):
             if isinstance(m, str):  # a list of plain strings
                 texts.append(m)
-                slots.append((i, -1))
+                slots.append((i, ()))
+                roles.append("user")
                 continue
-            if not _has(m, "content"):  # never let an unreadable message through unchecked
-                raise TypeError(f"message {i} ({type(m).__name__}) has no 'content': messages are dicts or objects "
-                                "with role/content")
-            content = _get(m, "content")
-            if content is None:  # e.g. an assistant turn that only calls tools
-                continue
-            if isinstance(content, str):
-                texts.append(content)
-                slots.append((i, None))
-            elif isinstance(content, Iterable) and not isinstance(content, (bytes, Mapping)):
-                for j, part in enumerate(content):
-                    if isinstance(part, str):
-                        texts.append(part)
-                        slots.append((i, j))
-                    elif isinstance(_get(part, "text"), str):  # any part carrying text, as the proxy reads it
-                        texts.append(_get(part, "text"))
-                        slots.append((i, j))
-                    # images, audio and files are not text: no text detector reads them
-            else:
+            if isinstance(m, (bytes, bytearray)):
+                raise TypeError(f"message {i}: cannot read bytes")
+            plain = _plain_message(m, i)
+            content = plain.get("content")
+            if content is not None and not isinstance(content, (str, list)):
                 raise TypeError(f"message {i}: cannot read its content ({type(content).__name__})")
-        return tuple(texts), tuple(slots)
+            found = wire.read_request({"messages": [plain]}, "chat")
+            for path, text, role in zip(found.paths, found.texts, found.roles):
+                texts.append(text)
+                slots.append((i, path[2:]))
+                roles.append(role)
+        return tuple(texts), tuple(slots), tuple(roles)
 
     def rebuild(self, texts: Sequence[str]) -> Any:
-        """The prompt with its texts replaced, in the caller's shape (unchanged parts are shared)."""
+        """The prompt with its texts replaced, in the caller's shape (unchanged messages are shared)."""
         if len(texts) != len(self.texts):
             raise ValueError("text count mismatch")
         if self.kind == "str":
             return texts[0]
         items: list[Any] = [self.value] if self.kind == "one" else list(self.value)
-        for (i, j), old, new in zip(self.slots, self.texts, texts):
+        changed: dict[int, Any] = {}
+        for (i, path), old, new in zip(self.slots, self.texts, texts):
             if new == old:
                 continue
-            msg = items[i]
-            if j == -1:
+            if not path:
                 items[i] = new
-            elif j is None:
-                items[i] = _replace(msg, "content", new)
-            else:
-                parts = list(_get(msg, "content"))
-                part = parts[j]
-                parts[j] = new if isinstance(part, str) else _replace(part, "text", new)
-                items[i] = _replace(msg, "content", parts)
+                continue
+            base = changed[i] if i in changed else _plain_message(items[i], i)
+            changed[i] = put(base, path, new)
+        for i, plain in changed.items():
+            items[i] = _in_shape(items[i], plain)
         if self.kind == "one":
             return items[0]
         return tuple(items) if self.kind == "tuple" else items
+
+
+def _in_shape(original: Any, plain: dict[str, Any]) -> Any:
+    """`plain` (a message) in the shape of `original`: a dict, the same SDK type, or a copy of the object
+    with its changed fields replaced."""
+    if isinstance(original, Mapping):
+        return {**original, **{k: v for k, v in plain.items() if k in original or k in _MESSAGE_FIELDS}}
+    if callable(getattr(type(original), "model_validate", None)):
+        return type(original).model_validate(plain)
+    out = original
+    for key in _MESSAGE_FIELDS:
+        if key in plain and _has(original, key) and to_plain(_get(original, key)) != plain[key]:
+            out = _replace(out, key, plain[key])
+    return out
 
 
 # ------------------------------------------------------------------------------------- outputs
@@ -365,17 +377,30 @@ class ReaderOutput:
 
 
 class AutoOutput(TextOutput):
-    """A string is the output; an OpenAI ChatCompletion is read with the built-in adapter."""
+    """A string is the output; an OpenAI ChatCompletion (SDK object or dict) is read with the built-in
+    adapter, every text field of every choice."""
+
+    @staticmethod
+    def _is_completion(result: Any) -> bool:
+        return not isinstance(result, str) and _get(result, "object") == "chat.completion"
 
     def _pick(self, result: Any) -> OutputAdapter:
-        if not isinstance(result, str) and _get(result, "object") == "chat.completion":
-            from guardrails.openai_wrap import ChatCompletionOutput
+        if self._is_completion(result):
+            from guardrails.inprocess.objects import ChatCompletionOutput
 
             return ChatCompletionOutput()
         return TextOutput()
 
-    def read(self, result: Any) -> list[str]:
+    def read(self, result: Any) -> Any:
         return self._pick(result).read(result)
+
+    async def check(self, call: Call[Any], prepared: Any, result: Any) -> tuple[Decision, Any]:
+        if self._is_completion(result):
+            from guardrails.inprocess.objects import ChatCompletionOutput
+
+            return await ChatCompletionOutput().check(call, prepared, result)
+        dec, restored = await call.check_texts(prepared)
+        return dec, (None if dec.blocked else restored[0])
 
     def write(self, result: Any, texts: Sequence[str], decision: Decision) -> Any:
         return self._pick(result).write(result, texts, decision)
@@ -390,7 +415,7 @@ def output_adapter(output: None | str | Callable[[Any], str] | OutputAdapter) ->
     if output == "text":
         return TextOutput()
     if output == "openai":
-        from guardrails.openai_wrap import ChatCompletionOutput
+        from guardrails.inprocess.objects import ChatCompletionOutput
 
         return ChatCompletionOutput()
     if isinstance(output, OutputAdapter):
@@ -438,9 +463,9 @@ class TextStreamProcessor:
     async def feed(self, item: Any) -> list[Any]:
         if self._chunks is None and not isinstance(item, str) and _get(item, "object") == "chat.completion.chunk" \
                 and self._stream is None:
-            from guardrails.openai_wrap import ChatChunkProcessor
+            from guardrails.inprocess.objects import ChunkProcessor
 
-            self._chunks = ChatChunkProcessor(self._pipeline, self._ctx)
+            self._chunks = ChunkProcessor(self._pipeline, self._ctx)
         if self._chunks is not None:
             out = await self._chunks.feed(item)
             self.blocked = self._chunks.blocked
@@ -467,6 +492,10 @@ class TextStreamProcessor:
             return []
         return [tail] if tail else []
 
+    @property
+    def tokens(self) -> tuple[int | None, int | None]:
+        return self._chunks.tokens if self._chunks is not None else (None, None)
+
     def decision(self) -> Decision:
         if self._chunks is not None:
             return self._chunks.decision()
@@ -479,106 +508,6 @@ class TextStreamProcessor:
 
 
 # --------------------------------------------------------------------------------------- one call
-
-
-class GuardedCall:
-    """The state of one guarded call: its context, decisions, timings and its one audit record, written
-    with the proxy's conventions: an input block is status 400 / content_policy_violation, an answer
-    (refused or not) 200, an access denial its AccessDenied status and code, a caller gone 499 /
-    client_disconnected, a failing model 502 (or the status the error carries).
-
-    Its coroutines run on the Guard's loop."""
-
-    def __init__(self, runtime: Runtime, ctx: CallContext, *, streamed: bool = False,
-                 access_upstream: str | None = None):
-        self.runtime = runtime
-        self.ctx = ctx
-        self.streamed = streamed
-        self.access_upstream = access_upstream  # the policy upstream the access rules see (default: the default)
-        self.started_at = time.time()
-        self._t0 = time.perf_counter()
-        self.input: Decision | None = None
-        self.output: Decision | None = None
-        self.upstream_ms: float | None = None
-        self.prompt_tokens: int | None = None
-        self.completion_tokens: int | None = None
-        self.recorded = False
-
-    @property
-    def pipeline(self) -> Pipeline:
-        return self.runtime.pipeline
-
-    async def check_input(self, texts: Sequence[str], roles: Sequence[str | None] | None = None) -> Decision:
-        """Access rules (role, model), input checks, data categories per upstream; audits a refusal.
-        `roles`: the message role of each text (detectors may scope themselves by it)."""
-        from guardrails import access
-
-        policy, ctx = self.runtime.policy, self.ctx
-        if roles is not None:
-            ctx.roles = tuple(roles)
-        try:
-            role = access.role_of(policy, ctx.principal)
-            if ctx.model:
-                access.check_model(role, ctx.principal, ctx.model)
-        except AccessDenied as exc:
-            await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
-            raise
-        dec = self.input = await self.pipeline.check_input(list(texts), ctx)
-        if dec.blocked:
-            await self.record(status=400, error="content_policy_violation")
-            return dec
-        upstream = dec.upstream or self.access_upstream or policy.default_upstream_name
-        try:
-            access.check_categories(role, ctx.principal, upstream, access.passing_categories(dec))
-        except AccessDenied as exc:
-            await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
-            raise
-        return dec
-
-    async def check_output(self, texts: Sequence[str]) -> tuple[Decision, list[str]]:
-        """Check the model's texts, restore what the principal may see, record the call."""
-        dec = await self.pipeline.check_output(list(texts), self.ctx)
-        self.output = dec
-        restored = [] if dec.blocked else [self.pipeline.restore(t, self.ctx) for t in dec.texts]
-        await self.record(status=200)
-        return dec, restored
-
-    async def stream_done(self, proc: StreamProcessor, error: BaseException | None = None) -> Decision:
-        self.output = proc.decision()
-        if error is None:
-            await self.record(status=200)
-        else:
-            await self.fail(error)
-        return self.output
-
-    async def no_route(self) -> None:
-        await self.record(status=502, error="route_unavailable", final=Action.BLOCK)
-
-    async def fail(self, exc: BaseException) -> None:
-        if isinstance(exc, (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)):
-            await self.record(status=499, error="client_disconnected")
-        else:
-            status = getattr(exc, "status_code", None)
-            await self.record(status=status if isinstance(status, int) else 502,
-                              error=f"model_error:{type(exc).__name__}")
-
-    def model_done(self, t0: float) -> None:
-        self.upstream_ms = (time.perf_counter() - t0) * 1000
-
-    async def record(self, *, status: int, error: str | None = None, final: Action | None = None) -> None:
-        if self.recorded:
-            return
-        self.recorded = True
-        if final is None:
-            final = max((d.action for d in (self.input, self.output) if d is not None), default=Action.ALLOW)
-        ctx = self.ctx
-        await self.runtime.record(CallRecord(
-            request_id=ctx.request_id, principal=ctx.principal, route=ctx.route or ROUTE_NAME, model=ctx.model,
-            upstream=ctx.upstream, input=self.input, output=self.output, started_at=self.started_at,
-            upstream_ms=self.upstream_ms, total_ms=(time.perf_counter() - self._t0) * 1000, status=status,
-            error=error, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-            final_action=final, streamed=self.streamed,
-        ))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -789,8 +718,10 @@ class Guard:
         return rt if rt is not None else await asyncio.to_thread(self._core.ensure_runtime)
 
     def _call(self, runtime: Runtime, ctx: CallContext, *, streamed: bool = False,
-              access_upstream: str | None = None) -> GuardedCall:
-        return GuardedCall(runtime, ctx, streamed=streamed, access_upstream=access_upstream)
+              access_upstream: str | None = None) -> Call[Any]:
+        from guardrails.call import Call
+
+        return Call(runtime, ctx, route=ctx.route or ROUTE_NAME, streamed=streamed, access_upstream=access_upstream)
 
     # -- manual checks --------------------------------------------------------------------------
 
@@ -819,6 +750,7 @@ class Guard:
         async def run() -> InputCheck:
             dec = await call.check_input(parsed.texts, parsed.roles)
             if not dec.blocked:
+                await call.check_upstream(dec)
                 ctx.cache[_CALL_KEY] = call
             return InputCheck(dec, ctx, None if dec.blocked else parsed.rebuild(dec.texts))
 
@@ -851,7 +783,7 @@ class Guard:
         call = ctx.cache.pop(_CALL_KEY, None) or self._call(runtime, ctx)
 
         async def run() -> OutputCheck:
-            dec, restored = await call.check_output(texts)
+            dec, restored = await call.check_texts(texts)
             return OutputCheck(dec, ctx, (dec.message or "",) if dec.blocked else tuple(restored))
 
         return run()
@@ -904,27 +836,38 @@ class Guard:
     __call__ = guard
 
     def _start(self, runtime: Runtime, binder: _Binder, opts: _Options, args: tuple[Any, ...],
-               kwargs: dict[str, Any], *, streamed: bool) -> tuple[GuardedCall, _Bound]:
+               kwargs: dict[str, Any], *, streamed: bool) -> tuple[Call[Any], _Bound]:
         bound = binder.bind(args, kwargs)
         ctx = CallContext(principal=self._principal(bound.principal, opts.principal), model=opts.model,
                           upstream=opts.upstream, route=ROUTE_NAME)
         return self._call(runtime, ctx, streamed=streamed, access_upstream=opts.upstream), bound
 
-    def _target(self, fn: Callable[..., Any], dec: Decision, opts: _Options) -> Callable[..., Any] | Decision:
-        """The function to call: `fn`, or a route's function; a Decision (to refuse) when none fits."""
-        if dec.action is not Action.ROUTE or dec.upstream is None:
-            return fn
-        target = opts.routes.get(dec.upstream)
-        if target is None:
-            return dataclasses.replace(dec, action=Action.BLOCK, message=(
-                f"The policy routes this request to upstream {dec.upstream!r}, which this guarded function does not "
-                "provide (pass routes={name: function})."))
-        return target
+    @staticmethod
+    async def _route(call: Call[Any], dec: Decision, targets: Mapping[str, T], default: T,
+                     what: str) -> T | Decision:
+        """The target the input decision leads to, or a Decision to refuse with (no route: audited)."""
+        from guardrails.call import NoRoute
+
+        try:
+            return await call.route(dec, targets, default, what=what)
+        except NoRoute as exc:
+            return exc.decision
+
+    @staticmethod
+    async def _answer(call: Call[Any], adapter: OutputAdapter, prepared: Any, result: Any) -> tuple[Decision, Any]:
+        """Output checks on what the function returned (prepared by the adapter); the checked answer."""
+        check = getattr(adapter, "check", None)
+        if check is not None:
+            return await check(call, prepared, result)
+        dec, restored = await call.check_texts(prepared)
+        return dec, (None if dec.blocked else adapter.write(result, restored, dec))
 
     def _refuse(self, dec: Decision, opts: _Options, adapter: OutputAdapter, result: Any = None) -> Any:
         if opts.on_block == "raise":
             raise Blocked(dec)
         return adapter.refusal(dec.message or "", dec, result)
+
+    _NO_ROUTE = "pass routes={name: function}"
 
     def _wrap_sync(self, fn: Callable[..., Any], binder: _Binder, adapter: OutputAdapter, opts: _Options) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -932,24 +875,23 @@ class Guard:
             dec_in = self._run(call.check_input(bound.prompt.texts, bound.prompt.roles))
             if dec_in.blocked:
                 return self._refuse(dec_in, opts, adapter)
-            target = self._target(fn, dec_in, opts)
+            target = self._run(self._route(call, dec_in, opts.routes, fn, self._NO_ROUTE))
             if isinstance(target, Decision):
-                self._run(call.no_route())
                 return self._refuse(target, opts, adapter)
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
             t0 = time.perf_counter()
             try:
                 result = target(*call_args, **call_kwargs)
                 call.model_done(t0)
-                texts = adapter.read(result)
+                prepared = adapter.read(result)
             except BaseException as exc:
                 self._run(call.fail(exc))
                 raise
-            _usage(call, result)
-            dec_out, restored = self._run(call.check_output(texts))
+            call.usage(to_plain(result) if not isinstance(result, str) else None)
+            dec_out, answer = self._run(self._answer(call, adapter, prepared, result))
             if dec_out.blocked:
                 return self._refuse(dec_out, opts, adapter, result)
-            return adapter.write(result, restored, dec_out)
+            return answer
 
         return wrapper
 
@@ -960,9 +902,8 @@ class Guard:
             dec_in = await self._arun(call.check_input(bound.prompt.texts, bound.prompt.roles))
             if dec_in.blocked:
                 return self._refuse(dec_in, opts, adapter)
-            target = self._target(fn, dec_in, opts)
+            target = await self._arun(self._route(call, dec_in, opts.routes, fn, self._NO_ROUTE))
             if isinstance(target, Decision):
-                await self._arun(call.no_route())
                 return self._refuse(target, opts, adapter)
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
             t0 = time.perf_counter()
@@ -971,15 +912,15 @@ class Guard:
                 if inspect.isawaitable(result):
                     result = await result
                 call.model_done(t0)
-                texts = adapter.read(result)
+                prepared = adapter.read(result)
             except BaseException as exc:
                 await self._arun(call.fail(exc))
                 raise
-            _usage(call, result)
-            dec_out, restored = await self._arun(call.check_output(texts))
+            call.usage(to_plain(result) if not isinstance(result, str) else None)
+            dec_out, answer = await self._arun(self._answer(call, adapter, prepared, result))
             if dec_out.blocked:
                 return self._refuse(dec_out, opts, adapter, result)
-            return adapter.write(result, restored, dec_out)
+            return answer
 
         return wrapper
 
@@ -992,9 +933,8 @@ class Guard:
             if dec_in.blocked:
                 yield self._refuse(dec_in, opts, TextOutput())
                 return
-            target = self._target(fn, dec_in, opts)
+            target = self._run(self._route(call, dec_in, opts.routes, fn, self._NO_ROUTE))
             if isinstance(target, Decision):
-                self._run(call.no_route())
                 yield self._refuse(target, opts, TextOutput())
                 return
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
@@ -1011,9 +951,8 @@ class Guard:
             if dec_in.blocked:
                 yield self._refuse(dec_in, opts, TextOutput())
                 return
-            target = self._target(fn, dec_in, opts)
+            target = await self._arun(self._route(call, dec_in, opts.routes, fn, self._NO_ROUTE))
             if isinstance(target, Decision):
-                await self._arun(call.no_route())
                 yield self._refuse(target, opts, TextOutput())
                 return
             call_args, call_kwargs = bound.with_prompt(bound.prompt.rebuild(dec_in.texts))
@@ -1028,7 +967,7 @@ class Guard:
 
     # -- stream drivers (shared with the OpenAI wrapper) ----------------------------------------
 
-    def stream_sync(self, call: GuardedCall, proc: StreamProcessor, source: Iterable[Any],
+    def stream_sync(self, call: Call[Any], proc: StreamProcessor, source: Iterable[Any],
                     on_block: OnBlock) -> Iterator[Any]:
         """Yield only what `proc` released from `source`; audit once at the end (or on error / close)."""
         call.streamed = True  # as the proxy: a call is 'streamed' once its model stream has started
@@ -1042,7 +981,6 @@ class Guard:
                     call.model_done(t0)
                     yield from self._run(proc.finish())
                     break
-                _usage(call, item)
                 yield from self._run(proc.feed(item))
         except BaseException as exc:
             self._run(call.stream_done(proc, exc))
@@ -1058,7 +996,7 @@ class Guard:
                 raise Blocked(dec)
             yield proc.refusal(dec.message or "")
 
-    async def stream_async(self, call: GuardedCall, proc: StreamProcessor, source: Any,
+    async def stream_async(self, call: Call[Any], proc: StreamProcessor, source: Any,
                            on_block: OnBlock) -> AsyncIterator[Any]:
         call.streamed = True
         t0 = time.perf_counter()
@@ -1074,7 +1012,6 @@ class Guard:
                     for out in await self._arun(proc.finish()):
                         yield out
                     break
-                _usage(call, item)
                 for out in await self._arun(proc.feed(item)):
                     yield out
         except BaseException as exc:
@@ -1134,14 +1071,6 @@ class Guard:
     def __repr__(self) -> str:
         rt = self._core.runtime
         return f"Guard(policy={rt.policy.id if rt else '<not loaded>'!r}, on_block={self.on_block!r})"
-
-
-def _usage(call: GuardedCall, result: Any) -> None:
-    usage = _get(result, "usage") if not isinstance(result, str) else None
-    if usage is not None:
-        pt, ct = _get(usage, "prompt_tokens"), _get(usage, "completion_tokens")
-        call.prompt_tokens = pt if isinstance(pt, int) else call.prompt_tokens
-        call.completion_tokens = ct if isinstance(ct, int) else call.completion_tokens
 
 
 # -------------------------------------------------------------------------------- argument binding

@@ -17,195 +17,21 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from guardrails.decorator import ROUTE_NAME, OnBlock, Prompt, _get, _replace, _usage
+from guardrails.decorator import ROUTE_NAME, OnBlock
+from guardrails.inprocess.objects import ChatCompletionOutput, ChunkProcessor, refusal_chunk, refusal_completion
+from guardrails.wire.fields import to_plain
 from guardrails.errors import Blocked, TrustwallError
-from guardrails.types import Action, CallContext, Decision, Principal
+from guardrails.call import Call, NoRoute
+from guardrails.types import CallContext, Decision, Principal
+from guardrails.wire import openai as wire
 
 if TYPE_CHECKING:  # pragma: no cover
-    from guardrails.decorator import Guard, GuardedCall
-    from guardrails.pipeline import Pipeline
-    from guardrails.streaming import OutputStream
+    from guardrails.decorator import Guard
 
 _BYPASSES = ("parse", "stream", "with_raw_response", "with_streaming_response")
-
-
-# ------------------------------------------------------------------------------- ChatCompletion
-
-
-class ChatCompletionOutput:
-    """Output adapter for OpenAI ChatCompletion objects (pydantic models or plain dicts): each choice's
-    message content is checked; the result is a copy with the checked, restored contents."""
-
-    def read(self, result: Any) -> list[str]:
-        choices = _get(result, "choices")
-        if choices is None:
-            raise TypeError(f"expected an OpenAI ChatCompletion, got {type(result).__name__}")
-        return [_get(_get(c, "message"), "content") or "" for c in choices]
-
-    def write(self, result: Any, texts: Sequence[str], decision: Decision) -> Any:
-        choices = []
-        for c, text in zip(_get(result, "choices"), texts):
-            msg = _get(c, "message")
-            if not (_get(msg, "content") is None and text == ""):
-                msg = _replace(msg, "content", text)
-            c = _replace(c, "message", msg)
-            if decision.action >= Action.REDACT and _get(c, "logprobs") is not None:
-                c = _replace(c, "logprobs", None)  # token logprobs would still spell out what was redacted
-            choices.append(c)
-        return _replace(result, "choices", choices)
-
-    def refusal(self, message: str, decision: Decision, result: Any | None) -> Any:
-        if result is not None and _get(result, "choices"):
-            choices = []
-            for c in _get(result, "choices"):
-                msg = _get(c, "message")
-                for key, value in (("content", message), ("tool_calls", None), ("function_call", None),
-                                   ("audio", None), ("refusal", None)):
-                    if key == "content" or _get(msg, key) is not None:
-                        msg = _replace(msg, key, value)
-                c = _replace(_replace(c, "message", msg), "finish_reason", "content_filter")
-                choices.append(_replace(c, "logprobs", None) if _get(c, "logprobs") is not None else c)
-            return _replace(result, "choices", choices)
-        return refusal_completion(message, decision, None)
-
-
-def refusal_completion(message: str, decision: Decision, model: str | None) -> Any:
-    from openai.types.chat import ChatCompletion, ChatCompletionMessage
-    from openai.types.chat.chat_completion import Choice
-
-    return ChatCompletion(
-        id=f"chatcmpl-{decision.request_id}", object="chat.completion", created=int(time.time()), model=model or "",
-        choices=[Choice(index=0, finish_reason="content_filter",
-                        message=ChatCompletionMessage(role="assistant", content=message))],
-    )
-
-
-def refusal_chunk(message: str, decision: Decision | None, model: str | None, template: Any = None) -> Any:
-    if template is not None:
-        delta = {"role": "assistant", "content": message}
-        choice = {"index": 0, "delta": delta, "finish_reason": "content_filter"}
-        if isinstance(template, Mapping):
-            return {**template, "choices": [choice], "usage": None}
-        from openai.types.chat.chat_completion_chunk import Choice, ChoiceDelta
-
-        return template.model_copy(update={"choices": [Choice(index=0, finish_reason="content_filter",
-                                                               delta=ChoiceDelta(role="assistant", content=message))],
-                                           "usage": None})
-    from openai.types.chat import ChatCompletionChunk
-    from openai.types.chat.chat_completion_chunk import Choice, ChoiceDelta
-
-    rid = decision.request_id if decision is not None else "refused"
-    return ChatCompletionChunk(
-        id=f"chatcmpl-{rid}", object="chat.completion.chunk", created=int(time.time()), model=model or "",
-        choices=[Choice(index=0, finish_reason="content_filter", delta=ChoiceDelta(role="assistant", content=message))],
-    )
-
-
-# --------------------------------------------------------------------------- ChatCompletionChunk
-
-
-def merge_decisions(decisions: Sequence[Decision]) -> Decision:
-    """One output decision for several streamed choices (the most severe action wins)."""
-    if len(decisions) == 1:
-        return decisions[0]
-    first = decisions[0]
-    return dataclasses.replace(
-        first,
-        action=max(d.action for d in decisions),
-        judgements=tuple(j for d in decisions for j in d.judgements),
-        texts=tuple(t for d in decisions for t in d.texts),
-        timings=tuple(t for d in decisions for t in d.timings),
-        message=next((d.message for d in decisions if d.message), None),
-        errors=tuple(sorted({e for d in decisions for e in d.errors})),
-    )
-
-
-class ChatChunkProcessor:
-    """Streamed ChatCompletionChunk objects through one OutputStream per choice index. A chunk is
-    emitted with only the text released so far (chunks with nothing to release and nothing else to
-    say are held back); a choice's held tail goes out with its finish_reason. Token logprobs are
-    dropped (they would spell out unchecked text); tool-call deltas pass through unchecked."""
-
-    def __init__(self, pipeline: Pipeline, ctx: CallContext):
-        self._pipeline = pipeline
-        self._ctx = ctx
-        self._streams: dict[int, OutputStream] = {}
-        self._done: set[int] = set()
-        self._last: dict[int, tuple[Any, Any]] = {}
-        self._template: Any = None
-        self.blocked: Decision | None = None
-
-    def _stream(self, index: int) -> OutputStream:
-        st = self._streams.get(index)
-        if st is None:
-            from guardrails.streaming import OutputStream
-
-            st = self._streams[index] = OutputStream(self._pipeline, self._ctx)
-        return st
-
-    async def feed(self, chunk: Any) -> list[Any]:
-        choices = _get(chunk, "choices") or []
-        if self._template is None:
-            self._template = chunk
-        if not choices:  # a usage-only or keep-alive chunk
-            return [chunk]
-        out: list[Any] = []
-        for ch in choices:
-            index = _get(ch, "index") or 0
-            st = self._stream(index)
-            delta = _get(ch, "delta")
-            text = _get(delta, "content") if delta is not None else None
-            released = await st.feed(text) if text else ""
-            finish = _get(ch, "finish_reason")
-            if not st.blocked and finish is not None and index not in self._done:
-                self._done.add(index)
-                released += await st.finish()
-            if st.blocked:
-                self.blocked = st.decision
-                return []
-            self._last[index] = (chunk, ch)
-            other = finish is not None or any(_get(delta, k) for k in ("role", "tool_calls", "function_call", "refusal"))
-            if released or other:
-                content = released if released else (None if text is None else "")
-                new = _replace(ch, "delta", _replace(delta, "content", content)) if delta is not None else ch
-                if _get(new, "logprobs") is not None:
-                    new = _replace(new, "logprobs", None)
-                out.append(new)
-        return [_replace(chunk, "choices", out)] if out else []
-
-    async def finish(self) -> list[Any]:
-        out: list[Any] = []
-        for index, st in sorted(self._streams.items()):
-            if index in self._done:
-                continue
-            self._done.add(index)
-            tail = await st.finish()
-            if st.blocked:
-                self.blocked = st.decision
-                return []
-            if tail:
-                chunk, ch = self._last[index]
-                delta = _get(ch, "delta")
-                new_delta = _replace(delta, "content", tail)
-                for key in ("role", "tool_calls", "function_call", "refusal"):
-                    if _get(new_delta, key) is not None:
-                        new_delta = _replace(new_delta, key, None)
-                new = _replace(_replace(ch, "delta", new_delta), "finish_reason", None)
-                if _get(new, "logprobs") is not None:
-                    new = _replace(new, "logprobs", None)
-                out.append(_replace(chunk, "choices", [new]))
-        return out
-
-    def decision(self) -> Decision:
-        if not self._streams:
-            self._stream(0)
-        return merge_decisions([st.decision for _, st in sorted(self._streams.items())])
-
-    def refusal(self, message: str) -> Any:
-        return refusal_chunk(message, self.blocked, self._ctx.model, self._template)
 
 
 # ------------------------------------------------------------------------------------ the clients
@@ -289,6 +115,11 @@ class _Wrap:
     routes: Mapping[str, Any]
 
 
+def _not_given(value: Any) -> bool:
+    """The SDK's NOT_GIVEN / Omit sentinels: left out of the request, as the SDK itself does."""
+    return type(value).__name__ in ("NotGiven", "Omit")
+
+
 def _is_async(client: Any) -> bool:
     try:
         import openai
@@ -327,7 +158,9 @@ class _Completions(_Base):
                                  "(or the unwrapped client, knowingly)")
         return getattr(self._target, name)
 
-    def _begin(self, kwargs: dict[str, Any]) -> tuple[GuardedCall, Prompt, bool]:
+    _TRANSPORT = ("extra_headers", "extra_query", "extra_body", "timeout")
+
+    def _begin(self, kwargs: dict[str, Any]) -> tuple[Call[Any], dict[str, Any], bool]:
         w = self._w
         if "messages" not in kwargs:
             raise TypeError("create() needs messages=")
@@ -336,19 +169,28 @@ class _Completions(_Base):
         ctx = CallContext(principal=w.guard._principal(None, w.principal), model=model if isinstance(model, str) else None,
                           upstream=w.upstream or _upstream_name(w.client), route=ROUTE_NAME)
         call = w.guard._call(w.guard.runtime, ctx, access_upstream=w.upstream)
-        return call, Prompt.read(kwargs["messages"]), stream
+        msgs = kwargs["messages"]
+        if isinstance(msgs, (str, bytes)) or not isinstance(msgs, Iterable):
+            raise TypeError("messages= must be a list of messages")
+        # The request as the proxy would read it off the wire: one codec, the same texts checked.
+        body = to_plain({**{k: v for k, v in kwargs.items() if k not in self._TRANSPORT and not _not_given(v)},
+                         "messages": list(msgs)})
+        return call, body, stream
 
-    def _client_for(self, dec: Decision, call: GuardedCall) -> Any:
-        """The client to call: ours, or the one a route names; a Decision to refuse when none fits."""
-        if dec.action is not Action.ROUTE or dec.upstream is None:
-            return self._w.client
-        other = self._w.routes.get(dec.upstream)
-        if other is None:
-            return dataclasses.replace(dec, action=Action.BLOCK, message=(
-                f"The policy routes this request to upstream {dec.upstream!r}, and no client was given for it "
-                "(wrap_openai(client, routes={name: client}))."))
-        call.ctx.upstream = dec.upstream
-        return other
+    async def _prepare(self, call: Call[Any], body: dict[str, Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        """Input checks and the route: (client, request kwargs to send), or (Decision, None) to refuse."""
+        found = wire.read_request(body, "chat", pass_fields=call.runtime.policy.wire.pass_fields)
+        dec = await call.check_input(found.texts, found.roles)
+        if dec.blocked:
+            return dec, None
+        try:
+            client = await call.route(dec, self._w.routes, self._w.client,
+                                      what="wrap_openai(client, routes={name: client})")
+        except NoRoute as exc:
+            return exc.decision, None
+        sent = wire.write_request(body, found, dec.texts, hash_key=call.pipeline.hash_key)
+        sent.update({k: v for k, v in kwargs.items() if k in self._TRANSPORT})
+        return client, sent
 
     def _refuse(self, dec: Decision, stream: bool, model: Any, is_async: bool) -> Any:
         if self._w.on_block == "raise":
@@ -358,72 +200,59 @@ class _Completions(_Base):
             return AsyncGuardedStream(_one(chunk)) if is_async else GuardedStream(iter([chunk]))
         return refusal_completion(dec.message or "", dec, model if isinstance(model, str) else None)
 
-    def _output(self, call: GuardedCall, result: Any, dec_out: Decision, restored: list[str]) -> Any:
-        adapter = ChatCompletionOutput()
-        if dec_out.blocked:
-            if self._w.on_block == "raise":
-                raise Blocked(dec_out)
-            return adapter.refusal(dec_out.message or "", dec_out, result)
-        return adapter.write(result, restored, dec_out)
+    def _output(self, dec_out: Decision, answer: Any, result: Any) -> Any:
+        if dec_out.blocked and self._w.on_block == "raise":
+            raise Blocked(dec_out)
+        return answer
 
 
 class _SyncCompletions(_Completions):
     def create(self, **kwargs: Any) -> Any:
         g = self._w.guard
-        call, prompt, stream = self._begin(kwargs)
-        dec_in = g._run(call.check_input(prompt.texts, prompt.roles))
-        if dec_in.blocked:
-            return self._refuse(dec_in, stream, kwargs.get("model"), False)
-        client = self._client_for(dec_in, call)
+        call, body, stream = self._begin(kwargs)
+        client, sent = g._run(self._prepare(call, body, kwargs))
         if isinstance(client, Decision):
-            g._run(call.no_route())
             return self._refuse(client, stream, kwargs.get("model"), False)
-        sent = {**kwargs, "messages": prompt.rebuild(dec_in.texts)}
+        adapter = ChatCompletionOutput()
         t0 = time.perf_counter()
         try:
             result = client.chat.completions.create(**sent)
             if not stream:
                 call.model_done(t0)
-                texts = ChatCompletionOutput().read(result)
+                plain = adapter.read(result)
         except BaseException as exc:
             g._run(call.fail(exc))
             raise
         if stream:
-            proc = ChatChunkProcessor(g.pipeline, call.ctx)
+            proc = ChunkProcessor(g.pipeline, call.ctx)
             return GuardedStream(g.stream_sync(call, proc, result, self._w.on_block), result)
-        _usage(call, result)
-        dec_out, restored = g._run(call.check_output(texts))
-        return self._output(call, result, dec_out, restored)
+        dec_out, answer = g._run(adapter.check(call, plain, result))
+        return self._output(dec_out, answer, result)
 
 
 class _AsyncCompletions(_Completions):
     async def create(self, **kwargs: Any) -> Any:
         g = self._w.guard
         await g._aruntime()
-        call, prompt, stream = self._begin(kwargs)
-        dec_in = await g._arun(call.check_input(prompt.texts, prompt.roles))
-        if dec_in.blocked:
-            return self._refuse(dec_in, stream, kwargs.get("model"), True)
-        client = self._client_for(dec_in, call)
+        call, body, stream = self._begin(kwargs)
+        client, sent = await g._arun(self._prepare(call, body, kwargs))
         if isinstance(client, Decision):
-            await g._arun(call.no_route())
             return self._refuse(client, stream, kwargs.get("model"), True)
-        sent = {**kwargs, "messages": prompt.rebuild(dec_in.texts)}
+        adapter = ChatCompletionOutput()
         t0 = time.perf_counter()
         try:
             result = await client.chat.completions.create(**sent)
             if not stream:
                 call.model_done(t0)
-                texts = ChatCompletionOutput().read(result)
+                plain = adapter.read(result)
         except BaseException as exc:
             await g._arun(call.fail(exc))
             raise
         if stream:
-            proc = ChatChunkProcessor(g.pipeline, call.ctx)
+            proc = ChunkProcessor(g.pipeline, call.ctx)
             return AsyncGuardedStream(g.stream_async(call, proc, result, self._w.on_block), result)
-        _usage(call, result)
-        dec_out, restored = await g._arun(call.check_output(texts))
-        return self._output(call, result, dec_out, restored)
+        dec_out, answer = await g._arun(adapter.check(call, plain, result))
+        return self._output(dec_out, answer, result)
 
 
 class _Chat(_Base):

@@ -150,6 +150,25 @@ class Streaming(_Model):
     context_chars: int = Field(200, ge=0, description="already released text re-read for context")
 
 
+class Wire(_Model):
+    """How request fields are read (guardrails.wire.openai). Every string a request carries is checked,
+    except control values (model, numbers, enums, ids, binary parts) and the top-level fields named here,
+    which pass to the upstream unchecked: only for vendor fields with no meaning to the model (a test
+    harness's steering, an upstream's sampling extension). Each name must be a plain field name."""
+
+    pass_fields: list[str] = Field(default_factory=list, description="top-level request fields forwarded unchecked")
+
+    @field_validator("pass_fields")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+                raise ValueError(f"{name!r} is not a plain field name")
+            if name in ("messages", "prompt", "suffix", "prediction", "tools", "functions", "response_format"):
+                raise ValueError(f"{name!r} holds text the model reads: it is always checked")
+        return v
+
+
 class PolicyMeta(_Model):
     id: str = Field(pattern=NAME_RE)
     version: str = "1"
@@ -166,6 +185,7 @@ class Policy(_Model):
     routes: list[Route] = Field(default_factory=list)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     streaming: Streaming = Field(default_factory=Streaming)
+    wire: Wire = Field(default_factory=Wire)
 
     _source: str | None = PrivateAttr(default=None)
     _digest: str = PrivateAttr(default="")
