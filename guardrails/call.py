@@ -33,6 +33,29 @@ log = logging.getLogger("trustwall.call")
 T = TypeVar("T")
 
 
+def model_failure(exc: BaseException) -> tuple[int, str]:
+    """(status, code) for a failed model call, as the proxy answers the same upstream failure: an OpenAI
+    SDK error by its HTTP status (auth 502, rate limit 429, other 4xx as they are, 5xx 502), its timeout
+    504, its connection error 502; anything else the function raised 502 model_error:<type>."""
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "code", None)
+    code = code if isinstance(code, str) and code.isidentifier() else None
+    if isinstance(status, int):
+        if status in (401, 403):
+            return 502, "upstream_auth_failed"
+        if status == 429:
+            return 429, code or "upstream_rate_limited"
+        if 400 <= status < 500:
+            return status, code or "upstream_rejected"
+        return 502, "upstream_error"
+    if name == "APITimeoutError":
+        return 504, "upstream_timeout"
+    if name == "APIConnectionError":
+        return 502, "upstream_unreachable"
+    return 502, f"model_error:{name}"
+
+
 class NoRoute(Exception):
     """The input decision routes the call to an upstream this way in has no target for."""
 
@@ -78,6 +101,7 @@ class Call(Generic[T]):
             if ctx.model:
                 access.check_model(role, ctx.principal, ctx.model)
         except AccessDenied as exc:
+            self.ctx.upstream = None  # refused before any upstream was chosen
             await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
             raise
         return role
@@ -184,12 +208,12 @@ class Call(Generic[T]):
         return self.output
 
     async def fail(self, exc: BaseException) -> None:
+        """Record a model call that failed, with the status and code the proxy gives the same failure."""
         if isinstance(exc, (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)):
             await self.record(status=499, error="client_disconnected")
         else:
-            status = getattr(exc, "status_code", None)
-            await self.record(status=status if isinstance(status, int) else 502,
-                              error=f"model_error:{type(exc).__name__}")
+            status, code = model_failure(exc)
+            await self.record(status=status, error=code)
 
     # -- the record ---------------------------------------------------------------------------
 

@@ -967,12 +967,23 @@ class Guard:
 
     # -- stream drivers (shared with the OpenAI wrapper) ----------------------------------------
 
+    @staticmethod
+    async def _stream_failed(call: Call[Any], proc: StreamProcessor, exc: BaseException, started: bool) -> None:
+        """A model stream that failed before its first item failed like a plain call (as the proxy's
+        upstream error before the stream starts); one that failed later ends the streamed record."""
+        if not started and not isinstance(exc, (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)):
+            call.streamed = False
+            await call.fail(exc)
+        else:
+            await call.stream_done(proc, exc)
+
     def stream_sync(self, call: Call[Any], proc: StreamProcessor, source: Iterable[Any],
                     on_block: OnBlock) -> Iterator[Any]:
         """Yield only what `proc` released from `source`; audit once at the end (or on error / close)."""
         call.streamed = True  # as the proxy: a call is 'streamed' once its model stream has started
         t0 = time.perf_counter()
         it = iter(source)
+        started = False
         try:
             while proc.blocked is None:
                 try:
@@ -981,9 +992,10 @@ class Guard:
                     call.model_done(t0)
                     yield from self._run(proc.finish())
                     break
+                started = True
                 yield from self._run(proc.feed(item))
         except BaseException as exc:
-            self._run(call.stream_done(proc, exc))
+            self._run(self._stream_failed(call, proc, exc, started))
             raise
         finally:
             for obj in (it, source) if source is not it else (it,):  # a generator; an SDK stream's response
@@ -1003,6 +1015,7 @@ class Guard:
         if inspect.isawaitable(source):
             source = await source
         it = source.__aiter__()
+        started = False
         try:
             while proc.blocked is None:
                 try:
@@ -1012,10 +1025,11 @@ class Guard:
                     for out in await self._arun(proc.finish()):
                         yield out
                     break
+                started = True
                 for out in await self._arun(proc.feed(item)):
                     yield out
         except BaseException as exc:
-            await asyncio.shield(self._arun(call.stream_done(proc, exc)))
+            await asyncio.shield(self._arun(self._stream_failed(call, proc, exc, started)))
             raise
         finally:
             for obj in (it, source) if source is not it else (it,):

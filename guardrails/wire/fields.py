@@ -41,15 +41,15 @@ def from_plain(template: Any, data: Any) -> Any:
 
 
 def leaves(obj: Any, *, skip: frozenset[str] = frozenset(), prefix: Path = ()) -> Iterator[tuple[Path, str]]:
-    """(path, text) for every non-empty string under `obj`, in document order. Values under a key in
+    """(path, text) for every non-empty string under `obj`, mapping keys in sorted order. Values under a key in
     `skip` are not visited (identifiers, enums, binary payloads)."""
     if isinstance(obj, str):
         if obj:
             yield prefix, obj
     elif isinstance(obj, Mapping):
-        for k, v in obj.items():
+        for k in sorted(obj, key=str):  # one order whatever the source (JSON text or an SDK model's fields)
             if k not in skip:
-                yield from leaves(v, skip=skip, prefix=(*prefix, k))
+                yield from leaves(obj[k], skip=skip, prefix=(*prefix, k))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             key: Key = ("#", v["index"]) if isinstance(v, Mapping) and isinstance(v.get("index"), int) else i
