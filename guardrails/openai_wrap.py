@@ -173,8 +173,11 @@ class _Completions(_Base):
         if isinstance(msgs, (str, bytes)) or not isinstance(msgs, Iterable):
             raise TypeError("messages= must be a list of messages")
         # The request as the proxy would read it off the wire: one codec, the same texts checked.
+        # extra_body is merged into the request on the wire by the SDK: it is read (and checked) as part of it
+        extra = kwargs.get("extra_body")
+        extra = dict(extra) if isinstance(extra, Mapping) else {}
         body = to_plain({**{k: v for k, v in kwargs.items() if k not in self._TRANSPORT and not _not_given(v)},
-                         "messages": list(msgs)})
+                         **extra, "messages": list(msgs)})
         return call, body, stream
 
     async def _prepare(self, call: Call[Any], body: dict[str, Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -190,6 +193,9 @@ class _Completions(_Base):
             return exc.decision, None
         sent = wire.write_request(body, found, dec.texts, hash_key=call.pipeline.hash_key)
         sent.update({k: v for k, v in kwargs.items() if k in self._TRANSPORT})
+        extra = kwargs.get("extra_body")
+        if isinstance(extra, Mapping) and extra:  # the checked values go back where the caller put them
+            sent["extra_body"] = {k: sent.pop(k) for k in extra if k in sent}
         return client, sent
 
     def _refuse(self, dec: Decision, stream: bool, model: Any, is_async: bool) -> Any:

@@ -34,9 +34,14 @@ def to_plain(obj: Any) -> Any:
 def from_plain(template: Any, data: Any) -> Any:
     """`data` in the shape of `template`: the same SDK type when `template` is one (validated, so the
     caller gets the objects it expects), else the plain value."""
-    validate = getattr(type(template), "model_validate", None)
+    cls = type(template)
+    validate = getattr(cls, "model_validate", None)
     if callable(validate) and not isinstance(template, Mapping):
-        return validate(data)
+        try:
+            return validate(data)
+        except ValueError:  # a shape the SDK's types do not declare (content parts in an answer, audio
+            construct = getattr(cls, "construct", None) or cls.model_construct  # without its data): keep it as is
+            return construct(**data)
     return data
 
 

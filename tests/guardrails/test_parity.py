@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import openai
 import pytest
-import uvicorn
 
 from guardrails.decorator import Guard
 from guardrails.errors import AccessDenied
@@ -29,6 +26,7 @@ from guardrails.types import CallRecord
 
 from support import decorator_kit as kit
 from support.openai_upstream import serve_upstream
+from support.servers import serve_app
 
 SECRET = "sk-" + "Q1w2E3r4T5y6U7i8O9p0A1s2"
 ASK = [{"role": "user", "content": "Send Ada Lovelace at ada@example.com the minutes."}]
@@ -89,23 +87,6 @@ default_upstream: model
 routes:
   - {{name: keep-in-house, when: {{categories: [confidential]}}, upstream: inhouse}}
 """
-
-
-@contextmanager
-def serve_proxy(app: Any) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline and thread.is_alive():
-        time.sleep(0.02)
-    assert server.started, "the proxy did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 def client(url: str) -> openai.OpenAI:
@@ -185,7 +166,7 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         routes = {"inhouse": call_model}
         ask = guard.guard(call_model, upstream="model", routes=routes)
         ask_stream = guard.guard(stream_model, upstream="model", routes={"inhouse": stream_model})
-        with serve_proxy(create_app(proxy_rt, host="127.0.0.1")) as proxy_url:
+        with serve_app(create_app(proxy_rt, host="127.0.0.1")) as proxy_url:
             yield {"log": log, "proxy": client(proxy_url), "guard": guard, "raw": raw,
                    "wrapped": guard.wrap_openai(raw, upstream="model", routes={"inhouse": raw}),
                    "ask": ask, "ask_stream": ask_stream, "call_model": call_model, "stream_model": stream_model,
