@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from guardrails.detector import BuildContext, DetectorType, Options
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.tokens import Doc, Span, Token
@@ -713,16 +713,16 @@ class BiasDetector:
         return {"type": "bias", "spacy": self.nlp.model_name, "classifier": bool(self.scorer.clf),
                 "toxicity": self.scorer.toxicity is not None, "device": "cpu"}
 
-    async def analyse(self, texts: Sequence[str], ctx: CallContext) -> list[list[SentenceScore]]:
+    async def analyse(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "output") -> list[list[SentenceScore]]:
         from detectors.nlp import parse
 
         if self._late_toxicity is not None:
             self._resolve_late_toxicity()
-        docs = await parse(ctx, self.nlp, texts)
+        docs = await parse(ctx, self.nlp, texts, stage)
         return await asyncio.to_thread(self.scorer.analyse, docs)
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
-        results = await self.analyse(texts, ctx)
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
+        results = await self.analyse(texts, ctx, stage)
         out: list[list[Finding]] = []
         for scores in results:
             out.append([
@@ -960,7 +960,7 @@ async def probe(bias_det: BiasDetector, text: str, *, toxicity: Any = None, all_
     from detectors.nlp import parse
 
     ctx = CallContext(route="counterfactual")
-    docs = await parse(ctx, bias_det.nlp, [text])
+    docs = await parse(ctx, bias_det.nlp, [text], "output")
     variants = counterfactual_variants(bias_det.scorer, docs[0], all_groups=all_groups)
     texts = [text] + [v.text for v in variants]
     if bias_det._late_toxicity is not None:
@@ -983,7 +983,7 @@ async def probe(bias_det: BiasDetector, text: str, *, toxicity: Any = None, all_
             tox = [max((float(v) for k, v in d.items() if labels is None or k in labels), default=0.0) for d in raw]
             ident = [float(d["identity_attack"]) if "identity_attack" in d else None for d in raw]
         else:
-            found = await toxicity.detect(texts, CallContext(route="counterfactual"))
+            found = await toxicity.detect(texts, CallContext(route="counterfactual"), "output")
             tox = [max((f.score for f in fl), default=0.0) for fl in found]
     rows = []
     for v, b, t, ia in zip(variants, bias[1:], tox[1:], ident[1:]):

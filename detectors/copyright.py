@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from guardrails.detector import BuildContext, DetectorType, Options
-from guardrails.types import CallContext, Finding, Judgement
+from guardrails.types import CallContext, Finding, Judgement, Stage
 
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.copyright_index import CorpusIndex, DocMatch, Match
@@ -139,7 +139,7 @@ class CopyrightDetector:
                 and not _spans_cover(d, [m for m in matches if m.similarity >= o.doc_skip_similarity])]
         return out[:o.max_findings]
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         if not len(self.index):
             return [[] for _ in texts]
         return await asyncio.to_thread(lambda: [self.check(t) for t in texts])

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from guardrails.detector import BuildContext, DetectorType, Options
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 from detectors.nlp import DEFAULT_MODEL, SharedNLP, get_nlp, parse
 from detectors.pii_public import (
@@ -552,7 +552,7 @@ class PiiDetector:
         return {"model": self.shared.model_name, "components": sorted(self.shared.required),
                 "entities": self.entities, "device": "cpu", "spacy_batches": self.shared.batch_stats()}
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.shared.close()  # idempotent; a later parse starts a fresh worker
 
     def _allowed(self, value: str) -> bool:
@@ -592,16 +592,16 @@ class PiiDetector:
             out.append(found)
         return lone_names(texts, propagate_names(texts, out, self.name), self.options.lone_names)
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         if not texts:
             return []
         if not self.options.normalize:
-            docs = await parse(ctx, self.shared, texts)
+            docs = await parse(ctx, self.shared, texts, stage)
             return await asyncio.to_thread(self.analyze_docs, list(texts), docs)
         # drop_symbols: a word of thousands of emoji is quadratic in spaCy's tokenizer (issue 20)
         norms = [normalize(t, confusables=True, drop_symbols=True) for t in texts]
         seen = [n.text for n in norms]
-        docs = await parse(ctx, self.shared, seen)
+        docs = await parse(ctx, self.shared, seen, stage)
         results = await asyncio.to_thread(self.analyze_docs, seen, docs)
         return [to_original(n, fl) for n, fl in zip(norms, results)]
 

@@ -170,7 +170,7 @@ class Pipeline:
         det = self.detectors[spec.name]
         t0 = self._clock()
         try:
-            result = await asyncio.wait_for(det.detect(texts, ctx), timeout=spec.timeout_ms / 1000)
+            result = await asyncio.wait_for(det.detect(texts, ctx, stage), timeout=spec.timeout_ms / 1000)
             if len(result) != len(texts):
                 raise RuntimeError(f"returned {len(result)} result lists for {len(texts)} texts")
             status, err = "ok", None
@@ -189,7 +189,6 @@ class Pipeline:
     async def check(self, stage: Stage, texts: Sequence[str], ctx: CallContext) -> Decision:
         """Run every detector of `stage` concurrently over all texts and decide."""
         specs = self.policy.detectors_for(stage)
-        ctx.stage = stage
         checked = await asyncio.gather(*(self._run_one(s, stage, texts, ctx) for s in specs)) if texts else []
         judgements: list[Judgement] = []
         errors: list[str] = []

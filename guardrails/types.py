@@ -137,7 +137,6 @@ class CallContext:
     upstream: str | None = None
     route: str | None = None  # "proxy", "decorator", "cli"
     vault: Vault | None = None
-    stage: Stage | None = None  # the stage being checked; set by Pipeline.check
     # The message role each input text came from ("user", "system", "assistant", "tool", ...; None when
     # unknown), parallel to the input texts; set by the adapters. Detectors may scope themselves by it
     # (the injection detector reads user and tool messages, not the developer's system prompt).

@@ -415,8 +415,8 @@ def test_shared_pipeline_and_one_parse_per_call(loaded):
         texts = ["I am Sarah Connor.", "From Paris."]
 
         async def both():
-            a, b = await asyncio.gather(loaded["detector"].detect(texts, ctx), parse(ctx, shared, texts))
-            c = await parse(ctx, shared, texts)
+            a, b = await asyncio.gather(loaded["detector"].detect(texts, ctx, "input"), parse(ctx, shared, texts, "input"))
+            c = await parse(ctx, shared, texts, "input")
             return a, b, c
 
         a, b, c = asyncio.run(both())
@@ -478,9 +478,9 @@ def test_each_stage_runs_only_the_components_its_detectors_need():
     assert "ner" not in shared.disabled("input")
 
     async def go():
-        ctx_in, ctx_out = CallContext(stage="input"), CallContext(stage="output")
-        (d_in,) = await parse(ctx_in, shared, ["Sarah Connor lives in Paris."])
-        (d_out,) = await parse(ctx_out, shared, ["Sarah Connor lives in Paris."])
+        ctx_in, ctx_out = CallContext(), CallContext()
+        (d_in,) = await parse(ctx_in, shared, ["Sarah Connor lives in Paris."], "input")
+        (d_out,) = await parse(ctx_out, shared, ["Sarah Connor lives in Paris."], "output")
         return d_in, d_out
 
     d_in, d_out = asyncio.run(go())

@@ -220,7 +220,7 @@ async def test_wrong_result_shape_is_an_error() -> None:
     class Bad:
         name = "b"
 
-        async def detect(self, texts, ctx):
+        async def detect(self, texts, ctx, stage="input"):
             return []
 
     p = make(FakeDetector("a"), Bad())  # type: ignore[arg-type]

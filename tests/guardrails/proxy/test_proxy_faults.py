@@ -14,7 +14,7 @@ import pytest
 from detectors.registry import builtin_registry
 from guardrails.detector import DetectorType, NoOptions
 from guardrails.policy import parse_policy
-from guardrails.types import Action, CallContext, Finding
+from guardrails.types import Action, CallContext, Finding, Stage
 
 from .proxy_helpers import make_policy, start_proxy
 
@@ -122,7 +122,7 @@ class Crashing:
     def __init__(self, stage: str):
         self.stage = stage
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         if any("crash" in t for t in texts):
             raise RuntimeError("model exploded")
         if any("hang" in t for t in texts):
