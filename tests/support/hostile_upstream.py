@@ -15,10 +15,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 PAYLOADS = {
-    "ssn": "078-05-1120",
+    "ssn": "536-22-8170",
     "secret": "sk-" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2",
     "toxic": "you are a worthless idiot",
 }
+# how a payload is said (a context word helps a real PII recogniser as it would in a real answer)
+CONTEXT = {"ssn": "my SSN is {v}", "secret": "the key is {v}", "toxic": "{v}"}
+
+
+def said(payload: str) -> str:
+    return CONTEXT[payload].format(v=PAYLOADS[payload])
+
+
 # answer fields a payload can hide in (message-level unless the name says otherwise)
 FIELDS = ("content", "refusal", "reasoning_content", "reasoning", "tool_name", "tool_args", "function_call_args",
           "audio_transcript", "annotation_title", "content_parts", "extra_field", "second_choice", "choice_extra")
@@ -71,7 +79,7 @@ def make_app(log: list[dict[str, Any]]) -> FastAPI:
         log.append(body)
         kind, _, rest = str(body.get("model", "")).partition(":")
         if kind == "error":
-            return JSONResponse({"error": {"message": f"bad input near {PAYLOADS[rest]}", "type": "server_error",
+            return JSONResponse({"error": {"message": f"bad input near {said(rest)}", "type": "server_error",
                                            "code": "internal"}}, status_code=400)
         if kind == "echo":  # answers with the last user message (placeholders and all)
             last = body["messages"][-1]["content"]
@@ -79,7 +87,7 @@ def make_app(log: list[dict[str, Any]]) -> FastAPI:
         else:
             field, _, payload = rest.partition(":")
             n = max(int(body.get("n") or 1), 2 if field == "second_choice" else 1)
-            msgs = [message_for(field, PAYLOADS[payload], k) for k in range(n)]
+            msgs = [message_for(field, said(payload), k) for k in range(n)]
         created = int(time.time())
         choice_extra = rest.startswith("choice_extra:")
         if not body.get("stream"):
@@ -87,7 +95,7 @@ def make_app(log: list[dict[str, Any]]) -> FastAPI:
             for k, m in enumerate(msgs):
                 c: dict[str, Any] = {"index": k, "message": m, "finish_reason": "stop", "logprobs": None}
                 if choice_extra and k == 0:
-                    c["stop_reason"] = f"stopped at {PAYLOADS[rest.split(':')[-1]]}"
+                    c["stop_reason"] = f"stopped at {said(rest.split(':')[-1])}"
                 choices.append(c)
             return JSONResponse({"id": "chatcmpl-h", "object": "chat.completion", "created": created,
                                  "model": body["model"], "choices": choices})
@@ -119,7 +127,7 @@ def make_app(log: list[dict[str, Any]]) -> FastAPI:
                     else:
                         for frag in _fragments(value):
                             yield ev([{"index": k, "finish_reason": None, "delta": {key: frag}}])
-                extra = {"stop_reason": f"stopped at {PAYLOADS[rest.split(':')[-1]]}"} if choice_extra and k == 0 else {}
+                extra = {"stop_reason": f"stopped at {said(rest.split(':')[-1])}"} if choice_extra and k == 0 else {}
                 yield ev([{"index": k, "delta": {}, "finish_reason": "stop", **extra}])
             yield "data: [DONE]\n\n"
 
