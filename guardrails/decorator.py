@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
+from guardrails.callplan import Plan, pick_target, plan_call, replan_for_route  # issue 18
 from guardrails.errors import AccessDenied, Blocked, TrustwallError
 from guardrails.types import ANONYMOUS, Action, CallContext, CallRecord, Decision, Principal
 
@@ -503,6 +504,7 @@ class GuardedCall:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.recorded = False
+        self.plan: Plan | None = None  # issue 18: experiment variant + licence of this call
 
     @property
     def pipeline(self) -> Pipeline:
@@ -520,6 +522,11 @@ class GuardedCall:
             role = access.role_of(policy, ctx.principal)
             if ctx.model:
                 access.check_model(role, ctx.principal, ctx.model)
+            # issue 18: an experiment may assign another upstream; licences may refuse (403)
+            own = self.access_upstream or policy.default_upstream_name
+            self.plan = plan_call(policy, ctx.principal, ctx.model, own, ctx.request_id)
+            if self.plan.experiment is not None:
+                ctx.upstream = self.plan.upstream
         except AccessDenied as exc:
             await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
             raise
@@ -527,8 +534,9 @@ class GuardedCall:
         if dec.blocked:
             await self.record(status=400, error="content_policy_violation")
             return dec
-        upstream = dec.upstream or self.access_upstream or policy.default_upstream_name
+        upstream = dec.upstream or self.plan.upstream
         try:
+            self.plan = replan_for_route(policy, ctx.principal, self.plan, upstream)  # issue 18: routed licence
             access.check_categories(role, ctx.principal, upstream, access.passing_categories(dec))
         except AccessDenied as exc:
             await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
@@ -578,6 +586,7 @@ class GuardedCall:
             upstream_ms=self.upstream_ms, total_ms=(time.perf_counter() - self._t0) * 1000, status=status,
             error=error, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
             final_action=final, streamed=self.streamed,
+            **(self.plan.record_fields() if self.plan is not None else {}),  # issue 18
         ))
 
 
@@ -910,16 +919,11 @@ class Guard:
                           upstream=opts.upstream, route=ROUTE_NAME)
         return self._call(runtime, ctx, streamed=streamed, access_upstream=opts.upstream), bound
 
-    def _target(self, fn: Callable[..., Any], dec: Decision, opts: _Options) -> Callable[..., Any] | Decision:
-        """The function to call: `fn`, or a route's function; a Decision (to refuse) when none fits."""
-        if dec.action is not Action.ROUTE or dec.upstream is None:
-            return fn
-        target = opts.routes.get(dec.upstream)
-        if target is None:
-            return dataclasses.replace(dec, action=Action.BLOCK, message=(
-                f"The policy routes this request to upstream {dec.upstream!r}, which this guarded function does not "
-                "provide (pass routes={name: function})."))
-        return target
+    def _target(self, fn: Callable[..., Any], dec: Decision, opts: _Options,
+                plan: Plan | None = None) -> Callable[..., Any] | Decision:
+        """The function to call: `fn`, a route's or the experiment variant's function (issue 18: routes=
+        keyed by upstream name); a Decision (to refuse) when none fits."""
+        return pick_target(fn, opts.routes, dec, plan, opts.upstream or self.policy.default_upstream_name)
 
     def _refuse(self, dec: Decision, opts: _Options, adapter: OutputAdapter, result: Any = None) -> Any:
         if opts.on_block == "raise":
@@ -932,7 +936,7 @@ class Guard:
             dec_in = self._run(call.check_input(bound.prompt.texts, bound.prompt.roles))
             if dec_in.blocked:
                 return self._refuse(dec_in, opts, adapter)
-            target = self._target(fn, dec_in, opts)
+            target = self._target(fn, dec_in, opts, call.plan)
             if isinstance(target, Decision):
                 self._run(call.no_route())
                 return self._refuse(target, opts, adapter)
@@ -960,7 +964,7 @@ class Guard:
             dec_in = await self._arun(call.check_input(bound.prompt.texts, bound.prompt.roles))
             if dec_in.blocked:
                 return self._refuse(dec_in, opts, adapter)
-            target = self._target(fn, dec_in, opts)
+            target = self._target(fn, dec_in, opts, call.plan)
             if isinstance(target, Decision):
                 await self._arun(call.no_route())
                 return self._refuse(target, opts, adapter)
@@ -992,7 +996,7 @@ class Guard:
             if dec_in.blocked:
                 yield self._refuse(dec_in, opts, TextOutput())
                 return
-            target = self._target(fn, dec_in, opts)
+            target = self._target(fn, dec_in, opts, call.plan)
             if isinstance(target, Decision):
                 self._run(call.no_route())
                 yield self._refuse(target, opts, TextOutput())
@@ -1011,7 +1015,7 @@ class Guard:
             if dec_in.blocked:
                 yield self._refuse(dec_in, opts, TextOutput())
                 return
-            target = self._target(fn, dec_in, opts)
+            target = self._target(fn, dec_in, opts, call.plan)
             if isinstance(target, Decision):
                 await self._arun(call.no_route())
                 yield self._refuse(target, opts, TextOutput())

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from guardrails.callplan import pick_target  # issue 18
 from guardrails.decorator import ROUTE_NAME, OnBlock, Prompt, _get, _replace, _usage
 from guardrails.errors import Blocked, TrustwallError
 from guardrails.types import Action, CallContext, Decision, Principal
@@ -339,15 +340,12 @@ class _Completions(_Base):
         return call, Prompt.read(kwargs["messages"]), stream
 
     def _client_for(self, dec: Decision, call: GuardedCall) -> Any:
-        """The client to call: ours, or the one a route names; a Decision to refuse when none fits."""
-        if dec.action is not Action.ROUTE or dec.upstream is None:
-            return self._w.client
-        other = self._w.routes.get(dec.upstream)
-        if other is None:
-            return dataclasses.replace(dec, action=Action.BLOCK, message=(
-                f"The policy routes this request to upstream {dec.upstream!r}, and no client was given for it "
-                "(wrap_openai(client, routes={name: client}))."))
-        call.ctx.upstream = dec.upstream
+        """The client to call: ours, the one a route names, or the experiment variant's (issue 18); a
+        Decision to refuse when none fits."""
+        own = self._w.upstream or self._w.guard.policy.default_upstream_name
+        other = pick_target(self._w.client, self._w.routes, dec, call.plan, own)
+        if dec.action is Action.ROUTE and dec.upstream is not None and not isinstance(other, Decision):
+            call.ctx.upstream = dec.upstream
         return other
 
     def _refuse(self, dec: Decision, stream: bool, model: Any, is_async: bool) -> Any:
@@ -379,6 +377,8 @@ class _SyncCompletions(_Completions):
             g._run(call.no_route())
             return self._refuse(client, stream, kwargs.get("model"), False)
         sent = {**kwargs, "messages": prompt.rebuild(dec_in.texts)}
+        if call.plan is not None and call.plan.model is not None:  # issue 18: an experiment variant's model
+            sent["model"] = call.plan.model
         t0 = time.perf_counter()
         try:
             result = client.chat.completions.create(**sent)
@@ -409,6 +409,8 @@ class _AsyncCompletions(_Completions):
             await g._arun(call.no_route())
             return self._refuse(client, stream, kwargs.get("model"), True)
         sent = {**kwargs, "messages": prompt.rebuild(dec_in.texts)}
+        if call.plan is not None and call.plan.model is not None:  # issue 18: an experiment variant's model
+            sent["model"] = call.plan.model
         t0 = time.perf_counter()
         try:
             result = await client.chat.completions.create(**sent)

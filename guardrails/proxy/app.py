@@ -253,7 +253,10 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
             return ProxyError(exc.status, str(exc), exc.code, action="deny").response(rid)
         except ProxyError as exc:
             return exc.response(rid)
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": names[m]} for m in access.visible_models(role, names)]
+        from guardrails.licences import model_licence  # issue 18: each model's licence
+
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": names[m],
+                 "licence": model_licence(st.policy, names[m], m)} for m in access.visible_models(role, names)]
         return json_response({"object": "list", "data": data}, headers={REQUEST_ID_HEADER: rid, ACTION_HEADER: "allow"})
 
     @app.get("/v1/audit/export", responses=_ERR_RESPONSES, summary="Stream the audit log (admin roles only)")
@@ -286,6 +289,8 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
         return StreamingResponse(iter_export(sink, format, filters), media_type=MEDIA_TYPES[format],
                                  headers={REQUEST_ID_HEADER: rid, ACTION_HEADER: "allow",
                                           "content-disposition": f'attachment; filename="audit.{format}"'})
+
+    __import__("guardrails.proxy.dashboard", fromlist=["register"]).register(app)  # issue 18: GET /dashboard
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from guardrails import access
+from guardrails.callplan import Plan, plan_call, replan_for_route
 from guardrails.errors import AccessDenied
 from guardrails.policy import Role
 from guardrails.proxy.app import ProxyState, _state, authenticate, request_id
@@ -257,6 +258,7 @@ class GuardedCall:
         self.tokens: tuple[int | None, int | None] = (None, None)
         self.st: ProxyState | None = None
         self.streaming = False
+        self.plan: Plan | None = None  # issue 18: experiment variant + licence of this call
 
     # -- outcome ------------------------------------------------------------------------------
 
@@ -289,6 +291,7 @@ class GuardedCall:
             input=self.dec_in, output=self.dec_out, started_at=self.started_at, upstream_ms=self.upstream_ms,
             total_ms=total_ms, status=status, error=error, prompt_tokens=self.tokens[0],
             completion_tokens=self.tokens[1], final_action=final, streamed=streamed,
+            **(self.plan.record_fields() if self.plan is not None else {}),  # issue 18
         )
         try:
             await st.runtime.record(rec)
@@ -375,7 +378,10 @@ class GuardedCall:
         client = st.upstreams.for_model(req.model)
         if client is None:
             raise ProxyError(404, f"The model {req.model!r} does not exist or no upstream serves it.", "model_not_found")
-        self.upstream = client.name
+        # issue 18: an experiment may assign another upstream / model; licences may refuse (403)
+        self.plan = plan_call(policy, self.principal, req.model, client.name, self.rid)
+        client, self.upstream = st.upstreams[self.plan.upstream], self.plan.upstream
+        data = data if self.plan.model in (None, req.model) else {**data, "model": self.plan.model}
         ctx = CallContext(request_id=self.rid, principal=self.principal, model=req.model, upstream=client.name,
                           route="proxy", metadata={"path": self.route})
 
@@ -394,6 +400,7 @@ class GuardedCall:
             except KeyError:
                 raise ProxyError(502, f"Route upstream {dec.upstream!r} is not configured.", "route_unavailable") from None
             self.upstream = ctx.upstream = client.name
+            self.plan = replan_for_route(policy, self.principal, self.plan, client.name)  # issue 18: its licence
         access.check_categories(role, self.principal, client.name, access.passing_categories(dec))
         body = with_input_texts(data, self.kind, where, dec.texts)
         if req.stream:
