@@ -43,7 +43,7 @@ def actions_chart(series: list[dict[str, Any]], width: int = 900, height: int = 
     pad_l, pad_b = 40, 40
     peak = max(sum(s["actions"].values()) for s in series) or 1
     n = len(series)
-    bw = max(2.0, (width - pad_l - 10) / n * 0.8)
+    bw = min(60.0, max(2.0, (width - pad_l - 10) / n * 0.8))
     step = (width - pad_l - 10) / n
     out = [f"<svg id='actions-chart' role='img' aria-label='actions over time' width='100%' viewBox='0 0 {width} {height}'>"]
     out.append(f"<line x1='{pad_l}' y1='{height - pad_b}' x2='{width - 5}' y2='{height - pad_b}' stroke='#999'/>")
@@ -173,7 +173,7 @@ def render(data: dict[str, Any], chain: dict[str, Any], *, policy_id: str, query
     ok = chain.get("ok")
     cls = "ok" if ok else "bad"
     chain_html = (f"<p class='{cls}' data-fig='chain-ok'>{'intact' if ok else 'BROKEN'}</p><p>{_e(chain.get('summary', ''))}</p>"
-                  f"<p>last signed checkpoint: <b data-fig='last-checkpoint'>{_e(chain.get('last_checkpoint_seq'))}</b>"
+                  f"<p>last signed checkpoint: <b data-fig='last-checkpoint'>{_e(chain.get('last_checkpoint_seq') or 'none yet')}</b>"
                   f" {_e(chain.get('last_checkpoint_time') or '')}</p>")
     exports = " · ".join(f"<a href='{link(f)}'>{f}</a>" for f in ("jsonl", "csv", "parquet"))
     blocked = f"<a href='{link('csv', action='block')}'>blocked calls (csv)</a>"
