@@ -134,7 +134,7 @@ def experiment_section(rep: dict[str, Any], export_link: str) -> str:
     name = rep["experiment"]
     vs = rep["variants"]
     head = "".join(f"<th>{_e(v['variant'])}</th>" for v in vs)
-    rows = [f"<tr><td>calls</td>" + "".join(
+    rows = ["<tr><td>calls</td>" + "".join(
         f"<td data-fig='exp-calls' data-exp='{_e(name)}' data-key='{_e(v['variant'])}'>{v['calls']}</td>" for v in vs)
         + "<td></td></tr>"]
     for metric in (vs[0]["rates"] if vs else {}):
