@@ -270,6 +270,20 @@ def test_proxy_refuses_forbidden_licence_and_lists_licences(ups, tmp_path: Path)
             got = rec.by_id(raw.headers["x-trustwall-request-id"])
             assert (got.experiment, got.variant, got.licence) == ("ab", "control", "MIT")
         assert lb.requests == []
+        # streamed chat and legacy completions take the same path
+        _, key = keys.create("mitonly")
+        client = _client(server.url, key)
+        with client.chat.completions.with_streaming_response.create(
+                model="gpt-ab", stream=True, messages=[{"role": "user", "content": "streamed"}]) as raw:
+            assert raw.headers["x-trustwall-upstream"] == "a"
+            assert "streamed" in "".join(raw.iter_lines())
+            rid = raw.headers["x-trustwall-request-id"]
+        got = rec.by_id(rid)
+        assert (got.experiment, got.variant, got.streamed) == ("ab", "control", True)
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            client.completions.create(model="llama-8b", prompt="hi")
+        assert info.value.body["code"] == "licence_not_allowed"
+        assert lb.requests == []
         # no variant left: a clear 403
         with pytest.raises(openai.PermissionDeniedError) as info:
             _client(server.url, nothing).chat.completions.create(model="gpt-ab", messages=[{"role": "user", "content": "hi"}])
