@@ -197,8 +197,10 @@ def render(data: dict[str, Any], chain: dict[str, Any], *, policy_id: str, query
 
 
 def login_page(message: str, status: int) -> str:
+    form = (f"<p>The dashboard needs an API key of an admin role (status {status}).</p>"
+            "<form method='post' action='/dashboard/login'><input type='password' name='key' placeholder='tw-...' "
+            "size='50'><button>sign in</button></form>")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>trustwall dashboard: sign in</title>
 <style>{CSS}</style></head><body><header><h1>trustwall audit</h1></header><main><section>
-<h2>{_e(message)}</h2><p>The dashboard needs an API key of an admin role (status {status}).</p>
-<form method="post" action="/dashboard/login"><input type="password" name="key" placeholder="tw-..." size="50">
-<button>sign in</button></form></section></main></body></html>"""
+<h2>{_e(message)}</h2>{form if status in (401, 403) else f"<p>Status {status}. <a href='/dashboard'>Back</a></p>"}
+</section></main></body></html>"""

@@ -386,6 +386,10 @@ def describe(policy: Policy) -> str:
                + f"; default {policy.default_upstream_name}")
     for r in policy.routes:
         out.append(f"  route {r.name}: {'/'.join(r.when.categories)} -> {r.upstream}")
+    lic = [f"{u.name}={u.licence.id if u.licence else '-'}"
+           + "".join(f", {u.name}/{m}={s.id}" for m, s in u.model_licences.items()) for u in policy.upstreams]
+    if any(u.licence or u.model_licences for u in policy.upstreams):
+        out.append("  licences: " + "; ".join(lic) + (" (required)" if policy.require_licence else ""))
     for e in policy.experiments:
         arms = ", ".join(f"{v.label}={v.weight:g}" for v in e.variants)
         out.append(f"  experiment {e.name}: {'/'.join(e.models)} -> {arms} (sticky {e.sticky})")
