@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from guardrails import access
 from guardrails.answer import ChunkGuard, check_answer
+from guardrails.callplan import Plan, plan_call, replan_for_route
 from guardrails.errors import AccessDenied
 from guardrails.policy import Role
 from guardrails.types import Action, CallContext, CallRecord, Decision
@@ -84,8 +85,14 @@ class Call(Generic[T]):
         self.completion_tokens: int | None = None
         self.recorded = False
         self.role: Role | None = None
+        self.plan: Plan | None = None  # the experiment variant and licence of this call (guardrails.callplan)
         self.input_ms = 0.0
         self.output_ms = 0.0
+
+    @property
+    def model_to_send(self) -> str | None:
+        """The model name the upstream gets: an experiment variant's, else the caller's."""
+        return self.plan.model if self.plan is not None and self.plan.model is not None else self.ctx.model
 
     @property
     def pipeline(self) -> Any:
@@ -96,10 +103,16 @@ class Call(Generic[T]):
     async def admit(self) -> Role:
         """The principal's role and the model rules; an AccessDenied is audited and raised."""
         ctx = self.ctx
+        policy = self.runtime.policy
         try:
-            role = self.role = access.role_of(self.runtime.policy, ctx.principal)
+            role = self.role = access.role_of(policy, ctx.principal)
             if ctx.model:
                 access.check_model(role, ctx.principal, ctx.model)
+            # an experiment may assign another upstream (and model); licences may refuse (403)
+            own = self.access_upstream or policy.default_upstream_name
+            self.plan = plan_call(policy, ctx.principal, ctx.model, own, ctx.request_id)
+            if self.plan.experiment is not None:
+                ctx.upstream = self.plan.upstream
         except AccessDenied as exc:
             self.ctx.upstream = None  # refused before any upstream was chosen
             await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
@@ -124,15 +137,22 @@ class Call(Generic[T]):
         """The target for the upstream the decision names (`default` when it names none), after the data
         category rules for that upstream. NoRoute (audited 502) when no target is given for it."""
         target = default
+        own = self.access_upstream or self.runtime.policy.default_upstream_name
+        plan = self.plan
+        name, why = None, ""
         if dec.action is Action.ROUTE and dec.upstream is not None:
-            found = targets.get(dec.upstream)
+            name, why = dec.upstream, f"The policy routes this request to upstream {dec.upstream!r}"
+        elif plan is not None and plan.experiment is not None and plan.upstream != own:
+            name, why = plan.upstream, (f"Experiment {plan.experiment!r} assigns this call to upstream "
+                                        f"{plan.upstream!r} (variant {plan.variant!r})")
+        if name is not None:
+            found = targets.get(name)
             if found is None:
                 await self.record(status=502, error="route_unavailable", final=Action.BLOCK)
                 raise NoRoute(dataclasses.replace(dec, action=Action.BLOCK, message=(
-                    f"The policy routes this request to upstream {dec.upstream!r}, and no target is configured "
-                    f"for it ({what}).")))
+                    f"{why}, and no target is configured for it ({what}).")))
             target = found
-            self.ctx.upstream = dec.upstream
+            self.ctx.upstream = name
         await self.check_upstream(dec)
         return target
 
@@ -143,9 +163,13 @@ class Call(Generic[T]):
         assert self.role is not None
         if dec.action is Action.ROUTE and dec.upstream is not None:
             upstream = dec.upstream
+        elif self.plan is not None:
+            upstream = self.plan.upstream
         else:
             upstream = self.access_upstream or self.runtime.policy.default_upstream_name
         try:
+            if self.plan is not None:  # a routed call is checked against the routed upstream's licence
+                self.plan = replan_for_route(self.runtime.policy, self.ctx.principal, self.plan, upstream)
             access.check_categories(self.role, self.ctx.principal, upstream, access.passing_categories(dec))
         except AccessDenied as exc:
             await self.record(status=exc.status, error=exc.code, final=Action.BLOCK)
@@ -228,6 +252,7 @@ class Call(Generic[T]):
             upstream_ms=self.upstream_ms, total_ms=(time.perf_counter() - self._t0) * 1000, status=status,
             error=error, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
             final_action=final if final is not None else self.final_action(), streamed=self.streamed,
+            **(self.plan.record_fields() if self.plan is not None else {}),
         )
 
     async def record(self, *, status: int, error: str | None = None, final: Action | None = None) -> None:

@@ -118,9 +118,13 @@ def policy_check(file: Path = typer.Argument(..., help="Policy YAML to validate.
     from detectors.registry import builtin_registry
     from guardrails.policy import describe, load_policy
 
+    from guardrails.licences import licence_warnings
+
     policy = load_policy(file, builtin_registry())
     typer.echo(f"{file}: OK")
     typer.echo(describe(policy))
+    for w in licence_warnings(policy):  # issue 18: undeclared model licences
+        typer.echo(f"warning: {w}", err=True)
 
 
 @app.command()
@@ -144,6 +148,7 @@ app.add_typer(__import__("guardrails.cli_models", fromlist=["app"]).app, name="m
 app.add_typer(__import__("guardrails.cli_audit", fromlist=["app"]).app, name="audit")
 app.add_typer(__import__("guardrails.cli_bias", fromlist=["app"]).app, name="bias")
 app.add_typer(__import__("guardrails.cli_serve", fromlist=["app"]).app)  # serve, keys
+app.add_typer(__import__("guardrails.cli_experiments", fromlist=["app"]).app, name="experiments")
 
 
 def main() -> None:

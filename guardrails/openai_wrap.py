@@ -192,6 +192,8 @@ class _Completions(_Base):
         except NoRoute as exc:
             return exc.decision, None
         sent = wire.write_request(body, found, dec.texts, hash_key=call.pipeline.hash_key)
+        if call.model_to_send is not None:  # an experiment variant's model
+            sent["model"] = call.model_to_send
         sent.update({k: v for k, v in kwargs.items() if k in self._TRANSPORT})
         extra = kwargs.get("extra_body")
         if isinstance(extra, Mapping) and extra:  # the checked values go back where the caller put them

@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from guardrails.errors import PolicyError
+from guardrails.experiments import Experiment, experiment_errors
+from guardrails.licences import DeclaredLicence, LicenceSpec, licence_errors
 from guardrails.types import Action, Operator, Stage
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -103,6 +105,8 @@ class Role(_Model):
     max_request_bytes: int = Field(1_000_000, gt=0)
     rate_limit: RateLimit | None = None
     admin: bool = False
+    licences: list[str] = Field(default_factory=lambda: ["*"],
+                                description="model licences (SPDX ids, declared names, globs) this role may use")
 
 
 class Access(_Model):
@@ -120,6 +124,8 @@ class Upstream(_Model):
     connect_timeout_s: float = Field(5.0, gt=0)
     timeout_s: float = Field(120.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    licence: LicenceSpec | None = Field(None, description="the licence of this upstream's models (SPDX id or declared name)")
+    model_licences: dict[str, LicenceSpec] = Field(default_factory=dict, description="model name or glob -> licence")
 
 
 class RouteWhen(_Model):
@@ -186,6 +192,9 @@ class Policy(_Model):
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     streaming: Streaming = Field(default_factory=Streaming)
     wire: Wire = Field(default_factory=Wire)
+    experiments: list[Experiment] = Field(default_factory=list)
+    licences: dict[str, DeclaredLicence] = Field(default_factory=dict, description="named (non-SPDX) licences")
+    require_licence: bool = Field(False, description="every upstream model must declare a licence")
 
     _source: str | None = PrivateAttr(default=None)
     _digest: str = PrivateAttr(default="")
@@ -378,6 +387,8 @@ def _semantic_errors(policy: Policy, registry: Any) -> Iterable[tuple[tuple[Any,
         for up in role.upstreams:
             if up != "*" and up not in up_names:
                 yield ("access", "roles", name, "upstreams", up), f"unknown upstream {up!r}"
+    yield from experiment_errors(policy)
+    yield from licence_errors(policy)
 
 
 def describe(policy: Policy) -> str:
@@ -395,6 +406,13 @@ def describe(policy: Policy) -> str:
                + f"; default {policy.default_upstream_name}")
     for r in policy.routes:
         out.append(f"  route {r.name}: {'/'.join(r.when.categories)} -> {r.upstream}")
+    lic = [f"{u.name}={u.licence.id if u.licence else '-'}"
+           + "".join(f", {u.name}/{m}={s.id}" for m, s in u.model_licences.items()) for u in policy.upstreams]
+    if any(u.licence or u.model_licences for u in policy.upstreams):
+        out.append("  licences: " + "; ".join(lic) + (" (required)" if policy.require_licence else ""))
+    for e in policy.experiments:
+        arms = ", ".join(f"{v.label}={v.weight:g}" for v in e.variants)
+        out.append(f"  experiment {e.name}: {'/'.join(e.models)} -> {arms} (sticky {e.sticky})")
     out.append("  roles: " + ", ".join(sorted(policy.access.roles)))
     out.append(f"  audit text: {policy.audit.text}")
     return "\n".join(out)

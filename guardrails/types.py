@@ -249,3 +249,6 @@ class CallRecord:
     completion_tokens: int | None = None
     final_action: Action = Action.ALLOW
     streamed: bool = False
+    experiment: str | None = None  # the experiment that assigned this call (guardrails.experiments)
+    variant: str | None = None  # its variant
+    licence: str | None = None  # the licence id of the model used (guardrails.licences)

@@ -24,6 +24,7 @@ from guardrails.keys import KeyCache, KeyStore, open_key_store
 from guardrails.policy import Policy, Upstream
 from guardrails.proxy.errors import ACTION_HEADER, REQUEST_ID_HEADER, ProxyError, dumps, json_response
 from guardrails.proxy.metrics import Metrics
+from guardrails.proxy.dashboard import register as register_dashboard
 from guardrails.proxy.state import ProxyState, authenticate, request_id, state_of
 from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse, ModelList
 from guardrails.proxy.upstream import Upstreams
@@ -204,7 +205,10 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
             return ProxyError(exc.status, str(exc), exc.code, action="deny").response(rid)
         except ProxyError as exc:
             return exc.response(rid)
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": names[m]} for m in access.visible_models(role, names)]
+        from guardrails.licences import model_licence  # issue 18: each model's licence
+
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": names[m],
+                 "licence": model_licence(st.policy, names[m], m)} for m in access.visible_models(role, names)]
         return json_response({"object": "list", "data": data}, headers={REQUEST_ID_HEADER: rid, ACTION_HEADER: "allow"})
 
     @app.get("/v1/audit/export", responses=_ERR_RESPONSES, summary="Stream the audit log (admin roles only)")
@@ -237,6 +241,8 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
         return StreamingResponse(iter_export(sink, format, filters), media_type=MEDIA_TYPES[format],
                                  headers={REQUEST_ID_HEADER: rid, ACTION_HEADER: "allow",
                                           "content-disposition": f'attachment; filename="audit.{format}"'})
+
+    register_dashboard(app)  # GET /dashboard (admin roles)
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:

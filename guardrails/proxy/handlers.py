@@ -183,7 +183,7 @@ class ProxyCall:
                           route="proxy", metadata={"path": self.path})
         call = self.call = Call(st.runtime, ctx, route=self.path, access_upstream=client.name, observe=self._observe)
         call._t0, call.started_at = self.t0, self.started_at
-        call.role = role
+        await call.admit()  # role, model, experiment variant and licence (AccessDenied: audited)
 
         found = wire.read_request(data, self.kind, pass_fields=policy.wire.pass_fields)
         dec = await call.check_input(found.texts, found.roles)
@@ -197,6 +197,8 @@ class ProxyCall:
             raise ProxyError(502, exc.decision.message or "", "route_unavailable", action="block") from None
         self.upstream = client.name
         body = wire.write_request(data, found, dec.texts, hash_key=st.runtime.pipeline.hash_key)
+        if call.model_to_send != req.model:  # an experiment variant's model
+            body["model"] = call.model_to_send
         if req.stream:
             return await self._stream(call, client, body)
         return await self._plain(call, client, body)
