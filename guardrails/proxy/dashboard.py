@@ -50,7 +50,7 @@ def _denied(request: Request, exc: AccessDenied | ProxyError, html: bool) -> Res
     status = exc.status
     message = str(exc) if isinstance(exc, AccessDenied) else exc.message
     if html:
-        from guardrails.dashboard_html import login_page
+        from guardrails.dashboard.html import login_page
 
         return HTMLResponse(login_page(message, status), status_code=status, headers={"cache-control": "no-store"})
     if isinstance(exc, AccessDenied):
@@ -79,8 +79,8 @@ def register(app: FastAPI) -> None:
     async def dashboard(request: Request, since: str | None = None, until: str | None = None) -> Response:
         from guardrails.audit.export import make_filters
         from guardrails.audit.rows import rows_from_store
-        from guardrails.dashboard_data import summarise
-        from guardrails.dashboard_html import render
+        from guardrails.dashboard.data import summarise
+        from guardrails.dashboard.html import render
 
         try:
             st = await _admin(request)
@@ -106,7 +106,7 @@ def register(app: FastAPI) -> None:
         """The page's figures as JSON (same numbers as the page)."""
         from guardrails.audit.export import make_filters
         from guardrails.audit.rows import rows_from_store
-        from guardrails.dashboard_data import summarise
+        from guardrails.dashboard.data import summarise
 
         try:
             st = await _admin(request)

@@ -221,7 +221,7 @@ def test_uses_shared_toxicity_scorer_when_present(resources: Resources) -> None:
 
 @pytest.mark.slow
 def test_cli_probe_json_and_usage_error() -> None:
-    from guardrails.cli_bias import app
+    from guardrails.cli.bias import app
 
     runner = CliRunner()
     r = runner.invoke(app, ["probe", "Women are bad drivers.", "--json"])

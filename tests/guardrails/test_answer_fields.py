@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from guardrails.decorator import Guard
+from guardrails.inprocess import Guard
 from guardrails.proxy import create_app
 from guardrails.wire.fields import leaves, to_plain
 

@@ -19,7 +19,7 @@ from typing import Any
 import openai
 import pytest
 
-from guardrails.decorator import Guard
+from guardrails.inprocess import Guard
 from guardrails.errors import AccessDenied
 from guardrails.proxy import create_app
 from guardrails.types import CallRecord

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from detectors.registry import builtin_registry
-from guardrails.decorator import Guard
+from guardrails.inprocess import Guard
 from guardrails.detector import BuildContext, DetectorType, NoOptions, Registry
 from guardrails.policy import Policy, parse_policy
 from guardrails.runtime import Runtime, build_runtime

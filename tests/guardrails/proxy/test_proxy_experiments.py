@@ -22,7 +22,7 @@ import pytest
 from detectors.registry import builtin_registry
 from guardrails.audit import open_store
 from guardrails.audit.rows import rows_from_file, rows_from_store
-from guardrails.decorator import Guard
+from guardrails.inprocess import Guard
 from guardrails.errors import AccessDenied
 from guardrails.experiment_report import build_report
 from guardrails.experiments import bucket
@@ -373,7 +373,7 @@ def test_guard_and_wrap_openai_refuse_forbidden_licence_and_follow_the_experimen
 
         for k in range(20):
             who = Principal(f"user-{k}", "user")
-            from guardrails.decorator import trustwall_principal
+            from guardrails.inprocess import trustwall_principal
 
             with trustwall_principal(who):
                 assert ask(f"q{k}") == ("from b" if bucket(exp, who.id) >= 0.75 else "from a")
@@ -383,7 +383,7 @@ def test_guard_and_wrap_openai_refuse_forbidden_licence_and_follow_the_experimen
             return "from a"
 
         b_user = next(Principal(f"user-{k}", "user") for k in range(100) if bucket(exp, f"user-{k}") >= 0.75)
-        from guardrails.decorator import trustwall_principal
+        from guardrails.inprocess import trustwall_principal
 
         with trustwall_principal(b_user):
             out = no_routes("hi")

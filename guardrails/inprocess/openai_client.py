@@ -20,16 +20,16 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from guardrails.decorator import ROUTE_NAME, OnBlock
-from guardrails.inprocess.objects import ChatCompletionOutput, ChunkProcessor, refusal_chunk, refusal_completion
-from guardrails.wire.fields import to_plain
-from guardrails.errors import Blocked, TrustwallError
 from guardrails.call import Call, NoRoute
+from guardrails.errors import Blocked, TrustwallError
+from guardrails.inprocess.guard import ROUTE_NAME, OnBlock
+from guardrails.inprocess.objects import ChatCompletionOutput, ChunkProcessor, refusal_chunk, refusal_completion
 from guardrails.types import CallContext, Decision, Principal
 from guardrails.wire import openai as wire
+from guardrails.wire.fields import to_plain
 
 if TYPE_CHECKING:  # pragma: no cover
-    from guardrails.decorator import Guard
+    from guardrails.inprocess.guard import Guard
 
 _BYPASSES = ("parse", "stream", "with_raw_response", "with_streaming_response")
 
@@ -166,9 +166,9 @@ class _Completions(_Base):
             raise TypeError("create() needs messages=")
         model = kwargs.get("model")
         stream = bool(kwargs.get("stream"))
-        ctx = CallContext(principal=w.guard._principal(None, w.principal), model=model if isinstance(model, str) else None,
+        ctx = CallContext(principal=w.guard.principal_for(None, w.principal), model=model if isinstance(model, str) else None,
                           upstream=w.upstream or _upstream_name(w.client), route=ROUTE_NAME)
-        call = w.guard._call(w.guard.runtime, ctx, access_upstream=w.upstream)
+        call = w.guard.new_call(w.guard.runtime, ctx, access_upstream=w.upstream)
         msgs = kwargs["messages"]
         if isinstance(msgs, (str, bytes)) or not isinstance(msgs, Iterable):
             raise TypeError("messages= must be a list of messages")
@@ -218,7 +218,7 @@ class _SyncCompletions(_Completions):
     def create(self, **kwargs: Any) -> Any:
         g = self._w.guard
         call, body, stream = self._begin(kwargs)
-        client, sent = g._run(self._prepare(call, body, kwargs))
+        client, sent = g.on_loop(self._prepare(call, body, kwargs))
         if isinstance(client, Decision):
             return self._refuse(client, stream, kwargs.get("model"), False)
         adapter = ChatCompletionOutput()
@@ -229,21 +229,21 @@ class _SyncCompletions(_Completions):
                 call.model_done(t0)
                 plain = adapter.read(result)
         except BaseException as exc:
-            g._run(call.fail(exc))
+            g.on_loop(call.fail(exc))
             raise
         if stream:
             proc = ChunkProcessor(g.pipeline, call.ctx)
             return GuardedStream(g.stream_sync(call, proc, result, self._w.on_block), result)
-        dec_out, answer = g._run(adapter.check(call, plain, result))
+        dec_out, answer = g.on_loop(adapter.check(call, plain, result))
         return self._output(dec_out, answer, result)
 
 
 class _AsyncCompletions(_Completions):
     async def create(self, **kwargs: Any) -> Any:
         g = self._w.guard
-        await g._aruntime()
+        await g.aruntime()
         call, body, stream = self._begin(kwargs)
-        client, sent = await g._arun(self._prepare(call, body, kwargs))
+        client, sent = await g.aon_loop(self._prepare(call, body, kwargs))
         if isinstance(client, Decision):
             return self._refuse(client, stream, kwargs.get("model"), True)
         adapter = ChatCompletionOutput()
@@ -254,12 +254,12 @@ class _AsyncCompletions(_Completions):
                 call.model_done(t0)
                 plain = adapter.read(result)
         except BaseException as exc:
-            await g._arun(call.fail(exc))
+            await g.aon_loop(call.fail(exc))
             raise
         if stream:
             proc = ChunkProcessor(g.pipeline, call.ctx)
             return AsyncGuardedStream(g.stream_async(call, proc, result, self._w.on_block), result)
-        dec_out, answer = await g._arun(adapter.check(call, plain, result))
+        dec_out, answer = await g.aon_loop(adapter.check(call, plain, result))
         return self._output(dec_out, answer, result)
 
 

@@ -21,7 +21,7 @@ app = typer.Typer(help="Manage the protected corpus of the copyright check.", no
 _CORPUS_OPT = typer.Option(None, "--corpus", help="Index file (default: <data dir>/copyright/index.npz).")
 
 
-from guardrails.cli_common import fail as _fail  # noqa: E402
+from guardrails.cli.common import fail as _fail  # noqa: E402
 
 
 def _index_path(ctx: typer.Context, corpus: Optional[Path]) -> Path:
@@ -29,7 +29,7 @@ def _index_path(ctx: typer.Context, corpus: Optional[Path]) -> Path:
 
     if corpus is not None:
         return corpus / INDEX_FILE if corpus.is_dir() else corpus
-    from guardrails.cli_common import settings_from
+    from guardrails.cli.common import settings_from
 
     return default_index_path(settings_from(ctx).data_dir)
 

@@ -18,8 +18,8 @@ EXIT_BROKEN = 1
 _URL_HELP = "Audit store URL (default: TRUSTWALL_AUDIT_URL, else SQLite in the data dir)."
 
 
-from guardrails.cli_common import fail as _fail  # noqa: E402
-from guardrails.cli_common import settings_from as _settings  # noqa: E402
+from guardrails.cli.common import fail as _fail  # noqa: E402
+from guardrails.cli.common import settings_from as _settings  # noqa: E402
 
 
 def _open(ctx: typer.Context, url: str | None) -> tuple[Any, Any]:

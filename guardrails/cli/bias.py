@@ -27,7 +27,7 @@ def _group() -> None:
     """Bias audits: counterfactual probes over identity-group terms."""
 
 
-from guardrails.cli_common import fail as _fail  # noqa: E402
+from guardrails.cli.common import fail as _fail  # noqa: E402
 
 
 @app.command("probe")
@@ -48,7 +48,7 @@ def probe_cmd(
     try:
         from detectors.bias import counterfactual_report
         from guardrails.runtime import build_runtime
-        from guardrails.cli_common import settings_from
+        from guardrails.cli.common import settings_from
 
         settings = settings_from(ctx, policy=policy)
         runtime = build_runtime(settings, audit=False)

@@ -20,10 +20,10 @@ app.add_typer(keys_app, name="keys")
 
 
 
-from guardrails.cli_common import settings_from as _settings  # noqa: E402
+from guardrails.cli.common import settings_from as _settings  # noqa: E402
 
 
-from guardrails.cli_common import fail as _fail  # noqa: E402
+from guardrails.cli.common import fail as _fail  # noqa: E402
 
 
 @app.command()

@@ -24,13 +24,13 @@ app.add_typer(convert_app, name="convert")
 EXIT_VERIFY = 1
 
 
-from guardrails.cli_common import fail as _fail  # noqa: E402
+from guardrails.cli.common import fail as _fail  # noqa: E402
 
 
 def _models_dir(ctx: typer.Context, given: Optional[Path]) -> Optional[Path]:
     if given is not None:
         return given
-    from guardrails.cli_common import settings_from
+    from guardrails.cli.common import settings_from
 
     return settings_from(ctx).models_dir
 

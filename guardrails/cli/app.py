@@ -26,8 +26,8 @@ app = typer.Typer(
 policy_app = typer.Typer(help="Validate and inspect policy files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
-from guardrails.cli_common import EXIT_BLOCK, EXIT_USAGE, settings_from  # noqa: E402
-from guardrails.cli_common import fail as _fail  # noqa: E402
+from guardrails.cli.common import EXIT_BLOCK, EXIT_USAGE, settings_from  # noqa: E402
+from guardrails.cli.common import fail as _fail  # noqa: E402
 
 
 
@@ -143,12 +143,14 @@ def bench(
 
 
 # --- sub-apps --- (each capability mounts its commands here, one line each)
-app.add_typer(__import__("guardrails.cli_corpus", fromlist=["app"]).app, name="corpus")
-app.add_typer(__import__("guardrails.cli_models", fromlist=["app"]).app, name="models")
-app.add_typer(__import__("guardrails.cli_audit", fromlist=["app"]).app, name="audit")
-app.add_typer(__import__("guardrails.cli_bias", fromlist=["app"]).app, name="bias")
-app.add_typer(__import__("guardrails.cli_serve", fromlist=["app"]).app)  # serve, keys
-app.add_typer(__import__("guardrails.cli_experiments", fromlist=["app"]).app, name="experiments")
+from guardrails.cli import audit, bias, corpus, experiments, models, serve  # noqa: E402 - the sub-commands
+
+app.add_typer(corpus.app, name="corpus")
+app.add_typer(models.app, name="models")
+app.add_typer(audit.app, name="audit")
+app.add_typer(bias.app, name="bias")
+app.add_typer(serve.app)  # serve, keys
+app.add_typer(experiments.app, name="experiments")
 
 
 def main() -> None:

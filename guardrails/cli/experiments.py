@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import typer
 
-from guardrails.cli_common import fail as _fail
-from guardrails.cli_common import settings_from as _settings
+from guardrails.cli.common import fail as _fail
+from guardrails.cli.common import settings_from as _settings
 
 app = typer.Typer(help="A/B experiments across upstreams: reports from the audit log.", no_args_is_help=True)
 
