@@ -291,7 +291,7 @@ def _mentions(det: BiasDetector, text: str) -> set[tuple[str, str]]:
 
 
 def test_lexicon_proxy_sections_must_name_known_groups() -> None:
-    from detectors.bias import _data_path
+    from detectors.bias.scorer import _data_path
 
     raw = json.loads(_data_path("bias_lexicon.json").read_text(encoding="utf-8"))
     for section in ("names", "surnames", "titles", "places", "proxy_words"):
@@ -390,7 +390,7 @@ def test_trie_matcher_equals_a_longest_first_alternation() -> None:
     import random
     import re
 
-    from detectors.bias import _word_rx
+    from detectors.bias.scorer import _word_rx
 
     rng = random.Random(3)
     vocab = ["a", "ab", "abc", "b", "ba", "old", "old man", "old men", "men", "man", "the poor", "poor", "x-y", "x y"]
