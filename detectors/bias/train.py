@@ -22,7 +22,8 @@ import csv
 import random
 from pathlib import Path
 
-from detectors.bias import MASK, Lexicon
+from detectors.bias.classifier import MASK, model_dir
+from detectors.bias.lexicon import Lexicon
 
 GROUPS = ["women", "men", "Black people", "Asians", "Mexicans", "Muslims", "Jews", "gay men", "lesbians",
           "trans people", "old people", "teenagers", "disabled people", "autistic people", "poor people",
@@ -174,7 +175,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     root = Path(__file__).resolve().parents[2]  # the repository (detectors/bias/train.py)
     ap.add_argument("--eval-data", type=Path, default=root.parent / "shared" / "eval-data")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "bias" / "bias_clf.onnx")
+    ap.add_argument("--out", type=Path, default=model_dir() / "bias_clf.onnx")
     a = ap.parse_args()
     print(train(a.eval_data if a.eval_data.exists() else None, a.out))
 
