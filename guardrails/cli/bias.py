@@ -5,7 +5,7 @@
 
 It reports the bias score (and the toxicity score when the policy has a toxicity detector) of the text and
 of each variant with the group terms swapped, and the largest moves. `trustwall scan --counterfactual`
-calls the same code (detectors.bias.counterfactual_report).
+calls the same code (counterfactual_report in detectors/bias/counterfactual.py).
 """
 
 from __future__ import annotations

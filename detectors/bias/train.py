@@ -1,6 +1,6 @@
 """Train the bias detector's compact classifier and export it to ONNX (conversion-time only).
 
-    .venv/bin/python -m detectors.bias_train [--eval-data PATH] [--out detectors/models/bias/bias_clf.onnx]
+    .venv/bin/python -m detectors.bias.train [--eval-data PATH] [--out detectors/models/bias/bias_clf.onnx]
 
 Training data (nothing that the bias benchmark reports on):
 * sentences generated from templates the project wrote below: stereotyping generalisations (label 1)
@@ -22,7 +22,8 @@ import csv
 import random
 from pathlib import Path
 
-from detectors.bias import MASK, Lexicon
+from detectors.bias.classifier import MASK, model_dir
+from detectors.bias.lexicon import Lexicon
 
 GROUPS = ["women", "men", "Black people", "Asians", "Mexicans", "Muslims", "Jews", "gay men", "lesbians",
           "trans people", "old people", "teenagers", "disabled people", "autistic people", "poor people",
@@ -172,9 +173,9 @@ def train(eval_data: Path | None, out: Path) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the repository (detectors/bias/train.py)
     ap.add_argument("--eval-data", type=Path, default=root.parent / "shared" / "eval-data")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "models" / "bias" / "bias_clf.onnx")
+    ap.add_argument("--out", type=Path, default=model_dir() / "bias_clf.onnx")
     a = ap.parse_args()
     print(train(a.eval_data if a.eval_data.exists() else None, a.out))
 

@@ -291,9 +291,9 @@ def _mentions(det: BiasDetector, text: str) -> set[tuple[str, str]]:
 
 
 def test_lexicon_proxy_sections_must_name_known_groups() -> None:
-    from detectors.bias import _data_path
+    from detectors.bias.lexicon import data_path
 
-    raw = json.loads(_data_path("bias_lexicon.json").read_text(encoding="utf-8"))
+    raw = json.loads(data_path("bias_lexicon.json").read_text(encoding="utf-8"))
     for section in ("names", "surnames", "titles", "places", "proxy_words"):
         bad = json.loads(json.dumps(raw))
         bad[section] = {"no_such_group": ["Xyzzy"]}
@@ -390,7 +390,7 @@ def test_trie_matcher_equals_a_longest_first_alternation() -> None:
     import random
     import re
 
-    from detectors.bias import _word_rx
+    from detectors.bias.lexicon import word_rx
 
     rng = random.Random(3)
     vocab = ["a", "ab", "abc", "b", "ba", "old", "old man", "old men", "men", "man", "the poor", "poor", "x-y", "x y"]
@@ -399,11 +399,11 @@ def test_trie_matcher_equals_a_longest_first_alternation() -> None:
         ref = re.compile(r"(?<![\w\-])(?:" + "|".join(r"[\s\-]+".join(re.escape(p) for p in w.split(" "))
                                                     for w in sorted(words, key=len, reverse=True)) + r")(?![\w\-])",
                          re.IGNORECASE)
-        got = _word_rx(words, flexible=True, ignore_case=True)
+        got = word_rx(words, flexible=True, ignore_case=True)
         for _ in range(20):
             text = " ".join(rng.choice(vocab + ["z", "OLD", "Man", "-", ","]) for _ in range(rng.randint(0, 12)))
             assert [m.span() for m in got.finditer(text)] == [m.span() for m in ref.finditer(text)], (words, text)
-    assert _word_rx([]).search("anything") is None
+    assert word_rx([]).search("anything") is None
 
 
 @pytest.mark.slow
