@@ -1,5 +1,6 @@
 """The pipeline: checks of one stage (input or output) over a list of texts, and the decision. The call
 around it (access, route, the model, restoring, the audit record) is guardrails/call.py.
+
 `decide()` and `apply_redactions()` are pure functions; `Pipeline` orchestrates detectors under their
 timeouts and applies the policy.
 """
