@@ -25,7 +25,7 @@ from guardrails.cli.common import fail as _fail  # noqa: E402
 
 
 def _index_path(ctx: typer.Context, corpus: Optional[Path]) -> Path:
-    from detectors.copyright_index import INDEX_FILE, default_index_path
+    from detectors.copyright.schema import INDEX_FILE, default_index_path
 
     if corpus is not None:
         return corpus / INDEX_FILE if corpus.is_dir() else corpus
@@ -52,7 +52,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _load(path: Path):  # noqa: ANN202
-    from detectors.copyright_index import CorpusIndex
+    from detectors.copyright.index import CorpusIndex
 
     return CorpusIndex.load(path)
 
@@ -61,7 +61,8 @@ def _with_params(index, **given: Optional[int]):  # noqa: ANN001, ANN202
     """Index parameters are fixed when a corpus is created; asking for others later is an error."""
     from dataclasses import asdict, replace
 
-    from detectors.copyright_index import CorpusError, CorpusIndex
+    from detectors.copyright.index import CorpusIndex
+    from detectors.copyright.schema import CorpusError
 
     given = {k: v for k, v in given.items() if v is not None}
     if not given:
@@ -92,8 +93,8 @@ def add(
     """Add protected works (all or nothing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from detectors.copyright_index import CorpusError
-    from detectors.copyright_sources import expand, read_path
+    from detectors.copyright.schema import CorpusError
+    from detectors.copyright.sources import expand, read_path
 
     path = _index_path(ctx, corpus)
     try:
@@ -124,7 +125,7 @@ def remove(
     corpus: Optional[Path] = _CORPUS_OPT,
 ) -> None:
     """Remove documents by id."""
-    from detectors.copyright_index import CorpusError
+    from detectors.copyright.schema import CorpusError
 
     path = _index_path(ctx, corpus)
     try:
@@ -146,7 +147,7 @@ def list_(
     """List the protected documents."""
     from dataclasses import asdict
 
-    from detectors.copyright_index import CorpusError
+    from detectors.copyright.schema import CorpusError
 
     try:
         index = _load(_index_path(ctx, corpus))
@@ -175,7 +176,7 @@ def stats(
     corpus: Optional[Path] = _CORPUS_OPT,
 ) -> None:
     """Sizes of the corpus and its index."""
-    from detectors.copyright_index import CorpusError
+    from detectors.copyright.schema import CorpusError
 
     path = _index_path(ctx, corpus)
     try:

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.copyright import CITE_CATEGORY, CopyrightOptions, citation_block
-from detectors.copyright_index import CorpusIndex, Document
-from detectors.copyright_text import (
+from detectors.copyright.index import CorpusIndex
+from detectors.copyright.schema import Document
+from detectors.copyright.text import (
     MinHasher,
     covered_words,
     normalise,
@@ -173,7 +174,7 @@ def test_unrelated_text_and_short_overlaps_find_nothing(corpus: CorpusIndex) -> 
 
 
 def test_allow_list_excludes_licensed_sources(corpus: CorpusIndex) -> None:
-    from detectors.copyright_index import allow_filter
+    from detectors.copyright.schema import allow_filter
 
     assert corpus.search(SOURCE_A, exclude=allow_filter(["ta*"], [])) == []
     assert corpus.search(SOURCE_A, exclude=allow_filter([], ["Public-Domain"])) == []
@@ -248,14 +249,14 @@ async def test_allow_sources_option_in_policy(tmp_path: Path, corpus: CorpusInde
 
 
 def test_explicit_corpus_path_must_exist(tmp_path: Path) -> None:
-    from detectors.copyright import _build, resolve_corpus
+    from detectors.copyright import build_detector, resolve_corpus
     from guardrails.errors import TrustwallError
 
     build = BuildContext(settings=Settings(data_dir=tmp_path))
     opts = CopyrightOptions(corpus=str(tmp_path / "nope"))
     assert resolve_corpus(opts, build) == tmp_path / "nope" / "index.npz"
     with pytest.raises(TrustwallError, match="no corpus index"):
-        _build(type("S", (), {"name": "c"})(), opts, build)
+        build_detector(type("S", (), {"name": "c"})(), opts, build)
 
 
 def test_bad_options_are_policy_errors() -> None:
@@ -376,14 +377,16 @@ def test_candidate_modes_agree_on_verbatim_copies_and_lsh_is_built_only_when_ask
 
 
 def test_empty_corpus_costs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import detectors.copyright_index as ci
+    import detectors.copyright.index as ci
+    import detectors.copyright.search as cs
 
     idx = CorpusIndex()
 
     def boom(*_a: object) -> None:
         raise AssertionError("tokenised with an empty corpus")
 
-    monkeypatch.setattr(ci, "tokenize", boom)
+    monkeypatch.setattr(ci, "tokenize", boom)  # building
+    monkeypatch.setattr(cs, "tokenize", boom)  # searching
     assert idx.search(SOURCE_A) == [] and idx.search_all(SOURCE_A, doc_sources=4) == ([], [])
     assert idx.containment(SOURCE_A) == {} and idx.documents(SOURCE_A) == []
     assert idx.exact_candidates(np.arange(5, dtype=np.uint32)) == []

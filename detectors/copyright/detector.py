@@ -1,7 +1,7 @@
 """Copyright post-check: verbatim and near-verbatim reuse of a registered corpus, with span evidence.
 
 The corpus is managed with `trustwall corpus add|remove|list|stats` and persisted in
-`<data_dir>/copyright/index.npz` (see detectors/copyright_index.py). The detector loads it once, at
+`<data_dir>/copyright/index.npz` (see detectors/copyright/index.py). The detector loads it once, at
 start-up. Candidate sources come from the exact inverted index of the corpus's shingles (default) or the
 datasketch MinHashLSH (`candidates: lsh|both`, built at start-up only then). An empty or absent corpus
 finds nothing and costs nothing (no tokenising, no hashing).
@@ -40,7 +40,8 @@ from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.types import CallContext, Finding, Judgement, Stage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from detectors.copyright_index import CorpusIndex, DocMatch, Match
+    from detectors.copyright.index import CorpusIndex
+    from detectors.copyright.schema import DocMatch, Match
 
 CATEGORY = "copyright"
 CITE_CATEGORY = "copyright_cite"
@@ -67,7 +68,7 @@ class CopyrightOptions(Options):
                                        "similarity (the policy's copyright threshold) from the same source cover it")
 
 
-def _spans_cover(d: DocMatch, matches: Sequence[Match], share: float = 0.8) -> bool:
+def spans_cover(d: DocMatch, matches: Sequence[Match], share: float = 0.8) -> bool:
     """The span findings of the same source already cover `share` of the document-level spans (so the
     document-level finding would add nothing)."""
     total = sum(e - s for s, e in d.spans)
@@ -84,7 +85,7 @@ class CopyrightDetector:
     """One per runtime. The index is read-only here; searches run in a worker thread."""
 
     def __init__(self, name: str, index: CorpusIndex, options: CopyrightOptions, source: str = ""):
-        from detectors.copyright_index import allow_filter
+        from detectors.copyright.schema import allow_filter
 
         self.name = name
         self.index = index
@@ -136,7 +137,7 @@ class CopyrightDetector:
         out = [self.finding(m) for m in matches]
         out += [self.doc_finding(d) for d in docs
                 if d.spans and d.local_containment >= o.doc_min_containment and d.shingles >= o.doc_min_shingles
-                and not _spans_cover(d, [m for m in matches if m.similarity >= o.doc_skip_similarity])]
+                and not spans_cover(d, [m for m in matches if m.similarity >= o.doc_skip_similarity])]
         return out[:o.max_findings]
 
     async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
@@ -154,7 +155,7 @@ def citation_block(judgements: Sequence[Judgement]) -> str:
 
 
 def resolve_corpus(options: CopyrightOptions, build: BuildContext) -> Path:
-    from detectors.copyright_index import INDEX_FILE, default_index_path
+    from detectors.copyright.schema import INDEX_FILE, default_index_path
 
     if options.corpus is None:
         return default_index_path(build.settings.data_dir)
@@ -164,8 +165,8 @@ def resolve_corpus(options: CopyrightOptions, build: BuildContext) -> Path:
     return p / INDEX_FILE if p.is_dir() or p.suffix != ".npz" else p
 
 
-def _build(spec, options: CopyrightOptions, build: BuildContext) -> CopyrightDetector:  # noqa: ANN001
-    from detectors.copyright_index import CorpusIndex
+def build_detector(spec, options: CopyrightOptions, build: BuildContext) -> CopyrightDetector:  # noqa: ANN001
+    from detectors.copyright.index import CorpusIndex
 
     path = resolve_corpus(options, build)
     index = build.resources.get_or_create(f"copyright-index:{path.resolve()}",
@@ -174,7 +175,7 @@ def _build(spec, options: CopyrightOptions, build: BuildContext) -> CopyrightDet
 
 
 TYPE = DetectorType(
-    "copyright", CopyrightOptions, _build, categories=(CATEGORY, CITE_CATEGORY, PARAPHRASE_CATEGORY),
+    "copyright", CopyrightOptions, build_detector, categories=(CATEGORY, CITE_CATEGORY, PARAPHRASE_CATEGORY),
     stages=("output",),
     description="verbatim and near-verbatim reuse of the registered corpus (exact shingle index or MinHash LSH, "
                 "exact verification) and document-level heavy paraphrase",

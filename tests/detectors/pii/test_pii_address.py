@@ -1,12 +1,12 @@
-"""Address and place recognisers (detectors/pii_address.py) and span fixes (detectors/pii_spans.py):
+"""Address and place recognisers (detectors/pii/address.py) and span fixes (detectors/pii/spans.py):
 realistic formats, and near misses that must not match. Pure functions, no model."""
 
 from __future__ import annotations
 
 import pytest
 
-from detectors.pii_address import find_addresses, find_places
-from detectors.pii_spans import join_date_times, tidy_persons
+from detectors.pii.address import find_addresses, find_places
+from detectors.pii.spans import join_date_times, tidy_persons
 from guardrails.types import Finding
 
 
