@@ -152,9 +152,12 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         import tempfile
 
         tmp = Path(tempfile.mkdtemp(prefix="tw-adv-"))
-        text = (ROOT / "rules" / "default.yaml").read_text()
-        text += f'\nupstreams:\n  - {{name: h, kind: openai, url: "{up}"}}\n'
-        (tmp / "policy.yaml").write_text(text)
+        import yaml
+
+        doc = yaml.safe_load((ROOT / "rules" / "default.yaml").read_text())
+        doc["upstreams"] = [{"name": "h", "kind": "openai", "url": up}]
+        doc["default_upstream"] = "h"
+        (tmp / "policy.yaml").write_text(yaml.safe_dump(doc))
         settings = Settings(data_dir=tmp, hash_key="bench-key")
         t0 = time.perf_counter()
         policy = load_policy(tmp / "policy.yaml")
@@ -264,7 +267,12 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             rows.append({"class": "placeholders", "tried": tried + k, "through": through + cross,
                          "note": f"typed placeholders {tried}, concurrent calls {k}"})
 
-            # protocol errors
+            # protocol errors (a malformed request that the HTTP parser lets through reaches the app, which
+            # answers it with a 4xx and audits it like any refused call: counted as a call below)
+            deadline = time.monotonic() + 30
+            while len(proxy_rec.records) < calls["proxy"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            before_protocol = len(proxy_rec.records)
             tried = through = 0
             bad: list[str] = []
             for name, payload in PROTOCOL_CASES.items():
@@ -272,7 +280,11 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 if not openai_error_body(raw_http(port, payload)):
                     through += 1
                     bad.append(name)
-            rows.append({"class": "protocol_errors", "tried": tried, "through": through, "note": ", ".join(bad)})
+            time.sleep(0.5)
+            audited = len(proxy_rec.records) - before_protocol
+            calls["proxy"] += audited
+            rows.append({"class": "protocol_errors", "tried": tried, "through": through,
+                         "note": ", ".join(bad) or f"{audited} reached the app and were audited as 4xx calls"})
 
             deadline = time.monotonic() + 30
             while len(proxy_rec.records) < calls["proxy"] and time.monotonic() < deadline:

@@ -41,7 +41,7 @@ detectors:
     stages: [input, output]
     options:
       patterns:
-        api_key: ['\bsk-[A-Za-z0-9]{20,}\b']
+        api_key: ['\bghp_[A-Za-z0-9]{36}\b']
     rules:
       "*": {action: block}
   - name: toxicity

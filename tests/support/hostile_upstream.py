@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 PAYLOADS = {
     "ssn": "536-22-8170",
-    "secret": "sk-" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2",
+    "secret": "ghp_" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Jh1Gf0DeCbA9",
     "toxic": "you are a worthless idiot",
 }
 # how a payload is said (a context word helps a real PII recogniser as it would in a real answer)
