@@ -46,7 +46,7 @@ from guardrails.detector import BuildContext, DetectorType, Options, Resources
 from guardrails.normalize import fold_for_toxicity
 from guardrails.errors import ConfigError, PolicyError
 from guardrails.inference.remote_config import RemoteBackendOptions, RemoteOptions
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 if TYPE_CHECKING:  # pragma: no cover
     from guardrails.inference.classifier import OnnxTextClassifier
@@ -332,7 +332,7 @@ class ToxicityDetector:
             return [(0, len(text))] if text.strip() else []
         return sentence_spans(text)
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         units: list[tuple[int, int, tuple[int, int]]] = []  # (text index, sentence index, span)
         pieces: list[str] = []
         for ti, text in enumerate(texts):

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails.errors import Blocked
 from guardrails.pipeline import Pipeline, Renderer, apply_redactions, decide, judge
 from guardrails.policy import parse_policy
 from guardrails.spans import grapheme_boundaries
@@ -220,7 +219,7 @@ async def test_wrong_result_shape_is_an_error() -> None:
     class Bad:
         name = "b"
 
-        async def detect(self, texts, ctx):
+        async def detect(self, texts, ctx, stage="input"):
             return []
 
     p = make(FakeDetector("a"), Bad())  # type: ignore[arg-type]
@@ -280,31 +279,6 @@ async def test_restore_permissions_are_compared_in_placeholder_form() -> None:
     d = await p.check_input(["Alice a@x.io"], ctx)
     assert d.texts == ("<PERSON_1> <EMAIL>",)  # EMAIL is redacted by its rule; PERSON pseudonymised
     assert p.restore("hi <PERSON_1>", ctx) == "hi Alice"
-
-
-async def test_run_calls_model_with_redacted_text_and_restores() -> None:
-    p = make(FakeDetector("a", find_word("a", "Alice", "PERSON")))
-    seen = []
-
-    async def model(texts, decision):
-        seen.append(texts)
-        return f"Hello {texts[0]}"
-
-    res = await p.run("Alice", model, CallContext())
-    assert seen == [["<PERSON_1>"]]
-    assert res.text == "Hello Alice"
-    assert res.output is not None and res.output.action is Action.ALLOW
-
-
-async def test_run_raises_blocked_with_decision() -> None:
-    p = make(FakeDetector("a", find_word("a", "password", "secret")))
-
-    async def model(texts, decision):  # pragma: no cover - must not be called
-        raise AssertionError("model called on blocked input")
-
-    with pytest.raises(Blocked) as info:
-        await p.run("password", model, CallContext(request_id="r1"))
-    assert info.value.categories == ("secret",) and info.value.request_id == "r1"
 
 
 async def test_bad_spans_and_scores_from_detectors_are_clamped() -> None:

@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 
 class FakeDetector:
@@ -20,7 +20,7 @@ class FakeDetector:
         self.barrier = barrier
         self.calls: list[list[str]] = []
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         self.calls.append(list(texts))
         if self.barrier is not None:
             await self.barrier.wait()
