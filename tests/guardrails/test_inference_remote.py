@@ -60,7 +60,7 @@ detectors:
 """
 
 
-def policy_text(url: str, model: str = "minilm-tw", timeout: int = 5000, det_timeout: int = 10000) -> str:
+def policy_text(url: str, model: str = "minilm-tw", timeout: int = 10000, det_timeout: int = 20000) -> str:
     return POLICY.format(url=url, model=model, timeout=timeout, det_timeout=det_timeout)
 
 
@@ -119,13 +119,22 @@ async def test_toxicity_and_injection_share_one_remote_scorer_and_agree_with_loc
                   .replace(', startup_wait_s: 0}', '}').replace('      remote: {url', '      # {url'))
     try:
         assert rt.detectors["tox"].scorer is rt.detectors["inj"].scorer  # one batcher, one client pool
+        await rt.detectors["tox"].scorer.ascore(TEXTS[:4])  # through the batcher; a failure shows its message
         for stage_texts in (TEXTS[:4], TEXTS[4:]):
             a = await rt.pipeline.check("input", stage_texts, CallContext())
             b = await local.pipeline.check("input", stage_texts, CallContext())
+            if a.errors:  # show why (the pipeline logs the error's type only)
+                print(server.tail())
+                await rt.detectors["inj"].detect(stage_texts, CallContext())
+                await rt.detectors["tox"].detect(stage_texts, CallContext())
             assert a.action == b.action and not a.errors
-            fa = sorted((f.detector, f.category, round(f.score, 4)) for f in a.findings)
-            fb = sorted((f.detector, f.category, round(f.score, 4)) for f in b.findings)
-            assert fa == fb
+            # int8 dynamic quantisation scales activations per batch, so a score moves by up to ~0.03
+            # with the batch a text lands in (in-process too), and the batcher's grouping depends on
+            # timing: compare what was decided, and scores loosely
+            fa = {(f.detector, f.category, f.span): f.score for f in a.findings if f.score >= 0.3}
+            fb = {(f.detector, f.category, f.span): f.score for f in b.findings if f.score >= 0.3}
+            assert fa.keys() == fb.keys()
+            assert all(abs(fa[k] - fb[k]) < 0.05 for k in fa)
         blocked = await rt.pipeline.check("input", [TEXTS[2]], CallContext())
         assert blocked.blocked and not blocked.errors  # blocked by the score, not by on_error
     finally:
@@ -362,7 +371,9 @@ async def test_concurrent_calls_share_remote_requests(server):
         texts = [f"Concurrent caller number {i} says hello." for i in range(48)]
         got = await asyncio.gather(*(s.ascore([t]) for t in texts))
         local = OnnxTextClassifier(MODEL, device="cpu").predict_dicts(texts)
-        assert all(abs(g[0][k] - v) <= 1e-5 for g, row in zip(got, local) for k, v in row.items())
+        # batches formed by timing: int8 scores move by up to ~0.03 with batch composition (1e-5 holds for
+        # the same batches: test_remote_scores_equal_in_process_scores)
+        assert all(abs(g[0][k] - v) < 0.05 for g, row in zip(got, local) for k, v in row.items())
         stats = s.batch_stats()
         assert stats["requests"] == 48 and stats["batches"] < 48 and stats["max_batch_seen"] > 1, stats
     finally:
