@@ -19,7 +19,7 @@ from guardrails.streaming import OutputStream
 from guardrails.types import Action, CallContext, Decision
 from guardrails.vault import PLACEHOLDER_RE
 from guardrails.wire import openai as wire
-from guardrails.wire.fields import Path, build, leaves, merge, strip
+from guardrails.wire.fields import Path, build, merge, strip
 
 _CHOICE_CONTROL = ("index", "finish_reason", "logprobs")
 
@@ -174,7 +174,7 @@ class ChunkGuard:
 
     def _split(self, ch: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
         body = {k: v for k, v in ch.items() if k not in _CHOICE_CONTROL}
-        found = list(leaves(body, skip=wire.ANSWER_CONTROL))
+        found = wire.answer_leaves(body)
         control = strip(body, {p for p, _ in found})
         delta = control.get("delta")
         if isinstance(delta, dict) and isinstance(delta.get("audio"), dict) and "data" in delta["audio"]:

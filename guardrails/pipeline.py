@@ -177,6 +177,9 @@ class Pipeline:
 
     async def check(self, stage: Stage, texts: Sequence[str], ctx: CallContext) -> Decision:
         """Run every detector of `stage` concurrently over all texts and decide."""
+        limit = self.policy.limits.max_text_chars
+        if limit and any(len(t) > limit for t in texts):
+            return self._too_long(stage, texts, ctx, limit)
         specs = self.policy.detectors_for(stage)
         checked = await asyncio.gather(*(self._run_one(s, stage, texts, ctx) for s in specs)) if texts else []
         judgements: list[Judgement] = []
@@ -225,6 +228,17 @@ class Pipeline:
             message=self._message(stage, judgements, errors) if action is Action.BLOCK else None,
             errors=tuple(errors),
         )
+
+    def _too_long(self, stage: Stage, texts: Sequence[str], ctx: CallContext, limit: int) -> Decision:
+        """Texts over policy.limits.max_text_chars are refused unchecked (as a check that could not
+        complete: the audit keeps no text of the stage, `errors` says why)."""
+        judgements = tuple(
+            Judgement(Finding("limits", "text_too_long", 1.0, None, {"chars": len(t), "limit": limit}, i),
+                      Action.BLOCK, None, "limits/max_text_chars")
+            for i, t in enumerate(texts) if len(t) > limit)
+        return Decision(stage=stage, action=Action.BLOCK, judgements=judgements, texts=tuple(texts), timings=(),
+                        policy_id=self.policy.id, policy_version=self.policy.digest, request_id=ctx.request_id,
+                        message=self.policy.messages.too_long, errors=("limits",))
 
     @staticmethod
     def _clean(f: Finding, text: str, name: str) -> Finding:

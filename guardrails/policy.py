@@ -88,6 +88,7 @@ class Messages(_Model):
     block_input: str = "Your request was blocked by the content policy."
     block_output: str = "The response was withheld by the content policy."
     detector_error: str = "A safety check could not complete, so the request was blocked."
+    too_long: str = "The text is too long to be checked, so it was blocked."
 
 
 class RateLimit(_Model):
@@ -156,6 +157,14 @@ class Streaming(_Model):
     context_chars: int = Field(200, ge=0, description="already released text re-read for context")
 
 
+class Limits(_Model):
+    """Bounds on what the detectors are given. A text longer than `max_text_chars` is refused before any
+    detector runs (it could not be checked within the detectors' timeouts, and work abandoned at a
+    timeout keeps running and slows the calls after it). 0 turns the bound off."""
+
+    max_text_chars: int = Field(100_000, ge=0, description="longest single text checked; longer ones are blocked")
+
+
 class Wire(_Model):
     """How request fields are read (guardrails.wire.openai). Every string a request carries is checked,
     except control values (model, numbers, enums, ids, binary parts) and the top-level fields named here,
@@ -192,6 +201,7 @@ class Policy(_Model):
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     streaming: Streaming = Field(default_factory=Streaming)
     wire: Wire = Field(default_factory=Wire)
+    limits: Limits = Field(default_factory=Limits)
     experiments: list[Experiment] = Field(default_factory=list)
     licences: dict[str, DeclaredLicence] = Field(default_factory=dict, description="named (non-SPDX) licences")
     require_licence: bool = Field(False, description="every upstream model must declare a licence")

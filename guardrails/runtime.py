@@ -55,6 +55,11 @@ class Runtime:
         for det in self.detectors.values():
             if isinstance(det, Closable):
                 await det.aclose()
+        for res in self.resources.items().values():  # shared spaCy workers, model batchers: idempotent closes
+            if isinstance(res, Closable):
+                await res.aclose()
+            elif callable(getattr(res, "close", None)):
+                await asyncio.to_thread(res.close)
         if self.audit is not None:
             await self.audit.aclose()
 

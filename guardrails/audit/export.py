@@ -276,7 +276,7 @@ async def iter_export(source: AuditSink | str, fmt: str = "jsonl", filters: Filt
     a slow client applies back-pressure and memory stays flat). `source`: a sink or an audit URL."""
     own = isinstance(source, str)
     if own:
-        from guardrails.audit import open_store
+        from guardrails.audit.stores import open_store
         from guardrails.settings import Settings
 
         store: AuditSink = open_store(settings or Settings(), source)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from guardrails.inprocess.guard import ROUTE_NAME, Guard, InputCheck, OutputCheck, guard
+from guardrails.inprocess.guard import Guard, InputCheck, OutputCheck, guard
 from guardrails.inprocess.outputs import OutputAdapter, ReaderOutput, TextOutput
 from guardrails.inprocess.principal import as_principal, current_principal, trustwall_principal
 from guardrails.inprocess.prompt import Prompt
-from guardrails.inprocess.streams import OnBlock
+from guardrails.inprocess.streams import ROUTE_NAME, OnBlock
 
 __all__ = ["ROUTE_NAME", "Guard", "GuardedOpenAI", "InputCheck", "OnBlock", "OutputAdapter", "OutputCheck", "Prompt",
            "ReaderOutput", "TextOutput", "as_principal", "current_principal", "guard", "trustwall_principal",

@@ -30,7 +30,14 @@ from guardrails.inprocess.loop import LoopThread
 from guardrails.inprocess.outputs import OutputAdapter, TextOutput, output_adapter
 from guardrails.inprocess.principal import as_principal, current_principal
 from guardrails.inprocess.prompt import Prompt
-from guardrails.inprocess.streams import OnBlock, StreamProcessor, TextStreamProcessor, drive_async, drive_sync
+from guardrails.inprocess.streams import (
+    ROUTE_NAME,
+    OnBlock,
+    StreamProcessor,
+    TextStreamProcessor,
+    drive_async,
+    drive_sync,
+)
 from guardrails.types import ANONYMOUS, CallContext, Decision, Principal
 from guardrails.wire.fields import to_plain
 
@@ -48,7 +55,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 T = TypeVar("T")
-ROUTE_NAME = "decorator"
 log = logging.getLogger("trustwall.inprocess")
 
 

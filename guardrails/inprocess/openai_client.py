@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from guardrails.call import Call, NoRoute
 from guardrails.errors import Blocked, TrustwallError
-from guardrails.inprocess.guard import ROUTE_NAME, OnBlock
 from guardrails.inprocess.objects import ChatCompletionOutput, ChunkProcessor, refusal_chunk, refusal_completion
+from guardrails.inprocess.streams import ROUTE_NAME, OnBlock
 from guardrails.types import CallContext, Decision, Principal
 from guardrails.wire import openai as wire
 from guardrails.wire.fields import to_plain

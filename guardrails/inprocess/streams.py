@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 OnBlock = Literal["raise", "refuse"]
+ROUTE_NAME = "decorator"  # the route of in-process calls in audit records
 
 
 class StreamProcessor(Protocol):

@@ -25,7 +25,7 @@ from guardrails.policy import Policy, Upstream
 from guardrails.proxy.errors import ACTION_HEADER, REQUEST_ID_HEADER, ProxyError, dumps, json_response
 from guardrails.proxy.metrics import Metrics
 from guardrails.proxy.dashboard import register as register_dashboard
-from guardrails.proxy.state import ProxyState, authenticate, request_id, state_of
+from guardrails.proxy.state import ProxyState, audit_source, authenticate, request_id, state_of
 from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse, ModelList
 from guardrails.proxy.upstream import Upstreams
 from guardrails.ratelimit import RateLimiter, open_rate_limiter
@@ -228,7 +228,7 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
                            until: str | None = None, principal: str | None = None, action: str | None = None) -> Response:
         from starlette.responses import StreamingResponse
 
-        from guardrails.audit.export import FORMATS, MEDIA_TYPES, iter_export, make_filters
+        from guardrails.audit.export import FORMATS, MEDIA_TYPES, iter_export
 
         rid = request_id(request)
         try:
@@ -239,13 +239,7 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
                 raise AccessDenied("The audit export needs an admin role.", status=403, code="admin_only")
             if format not in FORMATS:
                 raise ProxyError(400, f"format must be one of {', '.join(FORMATS)}", "invalid_format", param="format")
-            sink = getattr(st.runtime.audit, "sink", None)
-            if sink is None:
-                raise ProxyError(404, "This proxy runs without an audit log.", "audit_disabled")
-            try:
-                filters = make_filters(since, until, principal, action)
-            except ValueError as exc:
-                raise ProxyError(400, str(exc), "invalid_filter") from None
+            sink, filters = audit_source(st, since, until, principal, action)
         except AccessDenied as exc:
             return ProxyError(exc.status, str(exc), exc.code, action="deny").response(rid)
         except ProxyError as exc:

@@ -19,27 +19,17 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 
 from guardrails import access
 from guardrails.errors import AccessDenied
-from guardrails.proxy.state import ProxyState, presented_key, request_id, state_of
+from guardrails.proxy.state import ProxyState, audit_source, presented_key, principal_for_key, request_id, state_of
 from guardrails.proxy.errors import ProxyError
-from guardrails.types import Principal
 
 COOKIE = "trustwall_dashboard_key"
-
-
-async def _principal(st: ProxyState, key: str | None) -> Principal:
-    exists = await st.keys.has_active()
-    found = None
-    if exists and key:
-        info = await st.keys.verify(key)
-        found = info.principal() if info is not None else None
-    return access.authenticate(key, found, exists, st.first_run)
 
 
 async def _admin(request: Request) -> ProxyState:
     """The proxy state when the caller holds an admin key (header, else the dashboard cookie)."""
     st = state_of(request)
     key = presented_key(request) or request.cookies.get(COOKIE)
-    who = await _principal(st, key)
+    who = await principal_for_key(st, key)
     role = access.role_of(st.policy, who)
     if not role.admin:
         raise AccessDenied("The dashboard needs an admin role.", status=403, code="admin_only")
@@ -77,20 +67,13 @@ def register(app: FastAPI) -> None:
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard(request: Request, since: str | None = None, until: str | None = None) -> Response:
-        from guardrails.audit.export import make_filters
         from guardrails.audit.rows import rows_from_store
         from guardrails.dashboard.data import summarise
         from guardrails.dashboard.html import render
 
         try:
             st = await _admin(request)
-            sink = getattr(st.runtime.audit, "sink", None)
-            if sink is None:
-                raise ProxyError(404, "This proxy runs without an audit log.", "audit_disabled")
-            try:
-                filters = make_filters(since, until)
-            except ValueError as exc:
-                raise ProxyError(400, str(exc), "invalid_filter") from None
+            sink, filters = audit_source(st, since, until)
         except (AccessDenied, ProxyError) as exc:
             return _denied(request, exc, html=True)
 
@@ -104,19 +87,12 @@ def register(app: FastAPI) -> None:
     @app.get("/dashboard/data", include_in_schema=False)
     async def dashboard_data(request: Request, since: str | None = None, until: str | None = None) -> Response:
         """The page's figures as JSON (same numbers as the page)."""
-        from guardrails.audit.export import make_filters
         from guardrails.audit.rows import rows_from_store
         from guardrails.dashboard.data import summarise
 
         try:
             st = await _admin(request)
-            sink = getattr(st.runtime.audit, "sink", None)
-            if sink is None:
-                raise ProxyError(404, "This proxy runs without an audit log.", "audit_disabled")
-            try:
-                filters = make_filters(since, until)
-            except ValueError as exc:
-                raise ProxyError(400, str(exc), "invalid_filter") from None
+            sink, filters = audit_source(st, since, until)
         except (AccessDenied, ProxyError) as exc:
             return _denied(request, exc, html=False)
         data = await asyncio.to_thread(lambda: summarise(rows_from_store(sink, filters)))
@@ -128,7 +104,7 @@ def register(app: FastAPI) -> None:
         key = (parse_qs(raw.decode("utf-8", "replace")).get("key") or [""])[0].strip()
         try:
             st = state_of(request)
-            who = await _principal(st, key or None)
+            who = await principal_for_key(st, key or None)
             if not access.role_of(st.policy, who).admin:
                 raise AccessDenied("The dashboard needs an admin role.", status=403, code="admin_only")
         except (AccessDenied, ProxyError) as exc:
@@ -141,19 +117,13 @@ def register(app: FastAPI) -> None:
     @app.get("/dashboard/export", include_in_schema=False)
     async def export(request: Request, format: str = "jsonl", since: str | None = None,  # noqa: A002
                      until: str | None = None, principal: str | None = None, action: str | None = None) -> Response:
-        from guardrails.audit.export import FORMATS, MEDIA_TYPES, iter_export, make_filters
+        from guardrails.audit.export import FORMATS, MEDIA_TYPES, iter_export
 
         try:
             st = await _admin(request)
             if format not in FORMATS:
                 raise ProxyError(400, f"format must be one of {', '.join(FORMATS)}", "invalid_format", param="format")
-            sink = getattr(st.runtime.audit, "sink", None)
-            if sink is None:
-                raise ProxyError(404, "This proxy runs without an audit log.", "audit_disabled")
-            try:
-                filters = make_filters(since, until, principal, action)
-            except ValueError as exc:
-                raise ProxyError(400, str(exc), "invalid_filter") from None
+            sink, filters = audit_source(st, since, until, principal, action)
         except (AccessDenied, ProxyError) as exc:
             return _denied(request, exc, html=False)
         return StreamingResponse(iter_export(sink, format, filters), media_type=MEDIA_TYPES[format],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -59,11 +60,29 @@ def presented_key(request: Request) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-async def authenticate(st: ProxyState, request: Request) -> Principal:
-    key = presented_key(request)
+async def principal_for_key(st: ProxyState, key: str | None) -> Principal:
+    """Who a key stands for (the first-run rule applies while no key exists)."""
     exists = await st.keys.has_active()
     found = None
     if exists and key:
         info = await st.keys.verify(key)
         found = info.principal() if info is not None else None
     return access.authenticate(key, found, exists, st.first_run)
+
+
+async def authenticate(st: ProxyState, request: Request) -> Principal:
+    return await principal_for_key(st, presented_key(request))
+
+
+def audit_source(st: ProxyState, since: str | None = None, until: str | None = None, principal: str | None = None,
+                 action: str | None = None) -> tuple[Any, Any]:
+    """The proxy's audit store and export filters (ProxyError 404 without an audit log, 400 bad filter)."""
+    from guardrails.audit.export import make_filters
+
+    sink = getattr(st.runtime.audit, "sink", None)
+    if sink is None:
+        raise ProxyError(404, "This proxy runs without an audit log.", "audit_disabled")
+    try:
+        return sink, make_filters(since, until, principal, action)
+    except ValueError as exc:
+        raise ProxyError(400, str(exc), "invalid_filter") from None

@@ -37,13 +37,22 @@ REQUEST_CONTROL = frozenset({
     "verbosity", "best_of", "echo", "top_k", "min_p", "repetition_penalty",
 })
 HASHED_IDS = frozenset({"user", "safety_identifier", "prompt_cache_key"})
-MESSAGE_CONTROL = frozenset({"role", "type", "tool_call_id", "id", "index", "image_url", "input_audio", "file",
-                             "detail", "format", "data"})
+MESSAGE_CONTROL = frozenset({"role", "type", "tool_call_id", "id", "index", "image_url", "input_audio", "file"})
 SCHEMA_CONTROL = frozenset({"type", "name", "format", "pattern", "$ref", "required", "strict",
                             "additionalProperties"})
-ANSWER_CONTROL = frozenset({"role", "type", "id", "index", "finish_reason", "logprobs", "data", "expires_at",
+ANSWER_CONTROL = frozenset({"role", "type", "id", "index", "finish_reason", "logprobs", "expires_at",
                             "object", "created", "model", "system_fingerprint", "service_tier", "usage",
                             "start_index", "end_index"})
+
+
+def is_audio_data(path: Path) -> bool:
+    """The base64 audio of an answer (`audio.data`): not text; its transcript is what gets checked."""
+    return len(path) >= 2 and path[-1] == "data" and path[-2] == "audio"
+
+
+def answer_leaves(obj: Any, prefix: Path = ()) -> list[tuple[Path, str]]:
+    """The text leaves of an answer or a chunk's choice: everything but control values and audio data."""
+    return [(p, t) for p, t in leaves(obj, skip=ANSWER_CONTROL, prefix=prefix) if not is_audio_data(p)]
 _SCHEMA_FIELDS = ("tools", "functions", "response_format")
 
 
@@ -126,7 +135,7 @@ def read_answer(resp: dict[str, Any], kind: Kind) -> AnswerTexts:
     choices = resp.get("choices")
     if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
         raise ValueError("the answer has no list of choices")
-    found = list(leaves(resp, skip=ANSWER_CONTROL))
+    found = answer_leaves(resp)
     return AnswerTexts(tuple(t for _, t in found), tuple(p for p, _ in found))
 
 

@@ -286,3 +286,22 @@ async def test_bad_spans_and_scores_from_detectors_are_clamped() -> None:
     d = await p.check_input(["abc"], CallContext())
     (j,) = d.judgements
     assert j.finding.span == (0, 3) and j.finding.score == 1.0 and j.finding.detector == "a"
+
+
+async def test_a_text_over_the_limit_is_refused_before_any_detector_runs() -> None:
+    seen: list[int] = []
+
+    def record(t: str) -> list[Finding]:
+        seen.append(len(t))
+        return []
+
+    p = make(FakeDetector("a", record))
+    limit = p.policy.limits.max_text_chars
+    d = await p.check_input(["short", "x" * (limit + 1)], CallContext(request_id="r9"))
+    assert d.blocked and d.errors == ("limits",) and seen == []
+    (j,) = d.judgements
+    assert (j.finding.category, j.finding.message_index, j.finding.evidence) == ("text_too_long", 1, {
+        "chars": limit + 1, "limit": limit})
+    assert d.message == p.policy.messages.too_long
+    ok = await p.check_input(["x" * limit], CallContext())
+    assert not ok.blocked and seen == [limit]

@@ -29,7 +29,8 @@ def said(payload: str) -> str:
 
 # answer fields a payload can hide in (message-level unless the name says otherwise)
 FIELDS = ("content", "refusal", "reasoning_content", "reasoning", "tool_name", "tool_args", "function_call_args",
-          "audio_transcript", "annotation_title", "content_parts", "extra_field", "second_choice", "choice_extra")
+          "audio_transcript", "annotation_title", "content_parts", "extra_field", "vendor_data", "second_choice",
+          "choice_extra")
 
 
 def message_for(field: str, value: str, k: int) -> dict[str, Any]:
@@ -63,6 +64,8 @@ def message_for(field: str, value: str, k: int) -> dict[str, Any]:
         msg["content"] = [{"type": "text", "text": f"Part {value}."}]
     elif field == "extra_field":
         msg["vendor_note"] = f"Note {value}."
+    elif field == "vendor_data":  # a field named like audio's base64 `data`, holding text
+        msg["data"] = f"Data {value}."
     return msg
 
 

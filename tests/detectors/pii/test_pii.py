@@ -22,6 +22,8 @@ from guardrails.runtime import build_detectors
 from guardrails.settings import Settings
 from guardrails.types import CallContext, Principal
 
+from support.fakes import round_trip
+
 pytestmark = pytest.mark.slow
 
 
@@ -256,7 +258,7 @@ def test_pseudonymise_and_restore_round_trip(loaded):
         seen.extend(texts)
         return "Hello <PERSON_1>, I will email < person_1 > at <EMAIL_ADDRESS_1>."
 
-    res = asyncio.run(pipe.run(["I am Sarah Connor, mail sarah.connor@skynet-mail.net"], model, ctx))
+    res = asyncio.run(round_trip(pipe, ["I am Sarah Connor, mail sarah.connor@skynet-mail.net"], model, ctx))
     assert "Sarah Connor" not in seen[0] and "sarah.connor@" not in seen[0]
     assert res.text == "Hello Sarah Connor, I will email Sarah Connor at sarah.connor@skynet-mail.net."
 
@@ -268,7 +270,7 @@ def test_restoration_respects_the_role(loaded):
     async def model(texts, decision):
         return "<PERSON_1> / <EMAIL_ADDRESS_1>"
 
-    res = asyncio.run(pipe.run(["I am Sarah Connor, mail sarah.connor@skynet-mail.net"], model, ctx))
+    res = asyncio.run(round_trip(pipe, ["I am Sarah Connor, mail sarah.connor@skynet-mail.net"], model, ctx))
     assert res.text == "Sarah Connor / <EMAIL_ADDRESS_1>"
 
 
@@ -295,7 +297,7 @@ def test_200_concurrent_requests_never_mix_values(loaded):
         async def model(texts, decision):
             return " | ".join(texts)
 
-        res = await pipe.run(msgs, model, ctx)
+        res = await round_trip(pipe, msgs, model, ctx)
         return i, ctx, res
 
     async def all_():
@@ -465,7 +467,7 @@ def test_blocked_error_carries_categories(loaded):
         raise AssertionError
 
     with pytest.raises(Blocked) as err:
-        asyncio.run(loaded["pipeline"].run(["SSN 536-22-1234"], model, CallContext()))
+        asyncio.run(round_trip(loaded["pipeline"], ["SSN 536-22-1234"], model, CallContext()))
     assert "US_SSN" in err.value.categories
 
 
