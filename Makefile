@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.13.0 CPU is what this project's machines carry on disk; pinning it avoids a CUDA download.
 TORCH ?= torch==2.13.0
 
-.PHONY: serve test bench install install-dev install-gpu clean lint oip-venv
+.PHONY: serve test bench install install-dev install-gpu clean lint browser oip-venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,7 +41,16 @@ install-gpu: $(VENV)/.base
 serve: $(VENV)/.base
 	$(BIN)/trustwall serve $(ARGS)
 
-test: $(VENV)/.dev $(OIP_VENV)/.ok
+# Debian's chromium for the dashboard's browser test (Playwright drives it; no browser is downloaded).
+# Quick when it is there already; installs it (as root, or with sudo) when it is not.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends chromium; \
+	else echo "make browser: install Debian's chromium (apt-get install chromium) as root" >&2; exit 1; fi
+
+test: $(VENV)/.dev browser $(OIP_VENV)/.ok
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(VENV)/.dev

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_bias [--quick] [--split report|dev|all] [--threshold 0.6] [--json OUT]
 
 Systems compared in the same run (same sentences):
-* trustwall bias: detectors/bias.py as shipped (lexicon + spaCy structure + ONNX classifier; the toxicity
+* trustwall bias: detectors/bias/ as shipped (lexicon + spaCy structure + ONNX classifier; the toxicity
   identity-attack signal is off here so its contribution can be read from the next row);
 * bias + toxicity: the same, with the embedded toxicity model's identity_attack score as a signal;
 * bias, no classifier: ablation of the ONNX classifier;

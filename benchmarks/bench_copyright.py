@@ -38,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.copyright import _spans_cover
-from detectors.copyright_index import CorpusIndex, Document, IndexParams
-from detectors.copyright_sources import strip_gutenberg
-from detectors.copyright_text import tokenize
+from detectors.copyright import spans_cover
+from detectors.copyright.index import CorpusIndex
+from detectors.copyright.schema import Document, IndexParams
+from detectors.copyright.sources import strip_gutenberg
+from detectors.copyright.text import tokenize
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYED = 0.8  # rules/default.yaml: copyright "*" threshold
@@ -342,7 +343,7 @@ def run_shield(ev: Path, quick: bool, out: list[str], params: IndexParams | None
 def _ensemble(index: CorpusIndex) -> tuple[object, dict[int, str], float]:
     from datasketch import MinHashLSHEnsemble
 
-    p, a, hasher = index.params, index._a, index.hasher  # noqa: SLF001 - benchmark reads the arrays directly
+    p, a, hasher = index.params, index.arrays, index.hasher
     t0 = time.perf_counter()
     ens = MinHashLSHEnsemble(threshold=0.5, num_perm=p.num_perm, num_part=16)
     sizes = np.minimum(p.window, (a.sh_off[a.win_doc + 1] - a.sh_off[a.win_doc]) - a.win_start)
@@ -355,9 +356,9 @@ def compare_ensemble(index: CorpusIndex, cand_sets: dict, out: list[str], quick:
                      protected: Sequence[Document] = ()) -> None:
     """Candidate stage only: MinHashLSH (Jaccard, our bands) vs MinHashLSHEnsemble (containment), on the
     same 32-shingle windows, and the Ensemble on 4x longer windows (where containment should matter)."""
-    from detectors.copyright_text import shingle_hashes, word_hashes
+    from detectors.copyright.text import shingle_hashes, word_hashes
 
-    p, a = index.params, index._a  # noqa: SLF001
+    p, a = index.params, index.arrays
     hasher = index.hasher
     ens, win_doc, t_ens = _ensemble(index)
     big = CorpusIndex(IndexParams(bands=16, rows=2, window=128, stride=64))
@@ -424,7 +425,7 @@ def compare_ensemble(index: CorpusIndex, cand_sets: dict, out: list[str], quick:
                        f"{1000 * t_b:.2f} |")
     out.append("")
     out.append(f"MinHashLSHEnsemble (containment threshold 0.5, 16 partitions) build: {t_ens:.2f} s on our windows "
-               f"({len(index._a.win_key):,}), {t_big:.2f} s on 128-shingle windows ({len(big._a.win_key):,}, 32 permutations). "
+               f"({len(index.arrays.win_key):,}), {t_big:.2f} s on 128-shingle windows ({len(big.arrays.win_key):,}, 32 permutations). "
                "LSH index build for comparison: see above.")
     out.append("")
 
@@ -460,7 +461,7 @@ def run_clough(ev: Path, out: list[str], params: IndexParams | None = None) -> d
         cats.append(r["category"])
         top1_loose.append(loose[0].source_id == r["task"] if loose else False)
         spans_hit = [m for m in ms if m.similarity >= DEPLOYED]
-        doc_hits = [d for d in dm if doc_rule(d) and d.spans and not _spans_cover(d, spans_hit)]
+        doc_hits = [d for d in dm if doc_rule(d) and d.spans and not spans_cover(d, spans_hit)]
         det_span.append(bool(spans_hit))
         det_doc.append(bool(doc_hits))
         first = spans_hit[0].source_id if spans_hit else (doc_hits[0].source_id if doc_hits else None)
@@ -600,7 +601,7 @@ def run_scale(ev: Path, quick: bool, out: list[str], params: IndexParams | None 
             base_p50 = "not run (linear in documents)"
         pct = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
         mb = index.stats()["array_bytes"] / 2**20
-        inv_mb = index._a.inv.nbytes / 2**20  # noqa: SLF001
+        inv_mb = index.arrays.inv.nbytes / 2**20
         res[n] = {"build_s": t_add, "lsh_s": t_lsh, "baseline_build_s": t_b, "p50": pct(lat_neg, 50), "p99": pct(lat_neg, 99),
                   "p50_copy": pct(lat_pos, 50), "p99_copy": pct(lat_pos, 99), "copy_detected": hits / len(copies),
                   "rss_mb": rss_built - rss0, "lsh_rss_mb": rss2 - rss1, "lsh_p50": pct(lat_lsh, 50),

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=8)
     args = ap.parse_args(argv)
 
-    from guardrails.decorator import Guard
+    from guardrails.inprocess import Guard
     from guardrails.proxy import create_app
     from guardrails.runtime import build_runtime
     from guardrails.settings import Settings

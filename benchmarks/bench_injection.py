@@ -100,7 +100,7 @@ class DetectorScores:
             out: list[float] = []
             for k in range(0, len(texts), 256):
                 chunk = list(texts[k:k + 256])
-                found = await self.det.detect(chunk, CallContext(stage="input", roles=tuple("user" for _ in chunk)))
+                found = await self.det.detect(chunk, CallContext(roles=tuple("user" for _ in chunk)), "input")
                 out += [max((f.score for f in fl), default=0.0) for fl in found]
             return out
 

@@ -100,6 +100,9 @@ def _serve_upstream(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+STEERING = ["test_reply", "test_chunks", "test_mode", "test_delay", "test_prefix"]
+
+
 def old_default_policy() -> Any:
     """The default policy as it was before the trained model: no injection check, lexical toxicity."""
     import yaml
@@ -138,6 +141,8 @@ def _serve_proxy(port: int, mode: str, upstream_url: str, data_dir: str, audit: 
     else:
         policy = load_policy(default_policy_path(), builtin_registry())
         override = upstream_url
+    if hasattr(policy, "wire"):  # the test upstream's steering fields (test_reply, ...) are no model text
+        policy = policy.model_copy(update={"wire": policy.wire.model_copy(update={"pass_fields": STEERING})})
     runtime = build_runtime(settings, policy=policy, audit=audit)
     app = create_app(runtime, upstream=override)
     from guardrails.proxy.protocol import http_protocol

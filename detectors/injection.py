@@ -36,7 +36,7 @@ from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.errors import PolicyError
 from guardrails.inference.remote_config import RemoteBackendOptions
 from guardrails.normalize import normalize
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 INJECTION_LABELS: tuple[str, ...] = ("prompt_injection", "jailbreak")
 DEFAULT_ROLES: tuple[str, ...] = ("user", "tool", "function")
@@ -72,15 +72,15 @@ class InjectionDetector:
                               f"(it has {scorer.categories})")
         self.labels = wanted
 
-    def in_scope(self, i: int, ctx: CallContext) -> bool:
-        roles = ctx.roles if ctx.stage == "input" else None
+    def in_scope(self, i: int, ctx: CallContext, stage: Stage) -> bool:
+        roles = ctx.roles if stage == "input" else None
         if roles is None or i >= len(roles) or roles[i] is None:
             return True
         return roles[i] in self._roles
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         out: list[list[Finding]] = [[] for _ in texts]
-        idx = [i for i, t in enumerate(texts) if t.strip() and self.in_scope(i, ctx)]
+        idx = [i for i, t in enumerate(texts) if t.strip() and self.in_scope(i, ctx, stage)]
         if not idx:
             return out
         pieces = [texts[i] for i in idx]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pydantic import Field, field_validator
 
 from guardrails.detector import BuildContext, DetectorType, Options
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 
 class KeywordOptions(Options):
@@ -45,7 +45,7 @@ class KeywordDetector:
             for p in pats:
                 self._rx.append((cat, re.compile(p)))
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         out: list[list[Finding]] = []
         for text in texts:
             found = [Finding(self.name, cat, self._score, (m.start(), m.end()), {"rule": cat})

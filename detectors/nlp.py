@@ -20,7 +20,7 @@ Contract for detectors that need spaCy (PII, bias, ...):
   shared tok2vec listener or the tagger a rule lemmatizer reads), and nothing else. The PII detector
   declares only ``ner``. Declare everything in the factory: requirements added after the first parse
   apply to later parses only. Pass ``stages=spec.stages`` so each stage runs only what its own
-  detectors need (the pipeline sets ``ctx.stage`` before it runs a stage's detectors).
+  detectors need (each detector passes the stage it was called for).
 
   A detector that only needs its components for some texts passes ``when=``: a cheap predicate over
   the tokenised Doc (no component has run yet). The components then run, at those stages, only for the
@@ -34,7 +34,7 @@ Contract for detectors that need spaCy (PII, bias, ...):
       docs = await parse(ctx, shared, texts)   # list[spacy.tokens.Doc], one per text, in order
 
   ``parse`` is memoised per call with ``guardrails.detector.memo`` under the key
-  ``("spacy", model_name, ctx.stage, tuple(texts))``: two detectors of one call that parse the same texts
+  ``("spacy", model_name, stage, tuple(texts))``: two detectors of one call that parse the same texts
   (e.g. PII and bias on the output stage) share one ``nlp.pipe`` pass and the same Doc objects.
   The pass runs off the event loop, over all texts in one ``nlp.pipe`` batch, on the pipeline's one
   worker thread, where concurrent calls coalesce into shared batches (MicroBatcher, no added wait for
@@ -355,9 +355,8 @@ def get_nlp(resources: Resources, model_name: str = DEFAULT_MODEL, components: I
     return shared
 
 
-async def parse(ctx: CallContext, shared: SharedNLP, texts: Sequence[str]) -> list[Doc]:
-    """Docs for `texts`, parsed once per call (memoised in ctx.cache), off the event loop."""
-    stage = ctx.stage
+async def parse(ctx: CallContext, shared: SharedNLP, texts: Sequence[str], stage: str | None = None) -> list[Doc]:
+    """Docs for `texts` at `stage`, parsed once per call and stage (memoised in ctx.cache), off the event loop."""
     key: Any = ("spacy", shared.model_name, stage, tuple(texts))
     batch = list(texts)
     return await memo(ctx, key, lambda: asyncio.wrap_future(shared.submit(batch, stage)))

@@ -1,31 +1,27 @@
 """The explicit registry of built-in detector types: YAML `type:` name -> DetectorType.
 
-Each module listed here is light at import (heavy libraries are imported inside its factory).
+Every built-in type is imported by name here (no module-name strings, no directory scans). Each
+detector module is light at import: heavy libraries (spaCy, Presidio, ONNX Runtime) are imported inside
+its factory, when a runtime builds it.
 """
 
 from __future__ import annotations
 
-import importlib
+from detectors.bias import TYPE as BIAS
+from detectors.copyright import TYPE as COPYRIGHT
+from detectors.injection import TYPE as INJECTION
+from detectors.keywords import TYPE as KEYWORDS
+from detectors.pii import TYPE as PII
+from detectors.secrets import TYPE as SECRETS
+from detectors.toxicity import TYPE as TOXICITY
+from guardrails.detector import DetectorType, Registry
 
-from guardrails.detector import Registry
-
-BUILTIN_MODULES: tuple[str, ...] = (
-    "detectors.keywords",
-    "detectors.bias",
-    "detectors.pii",
-    "detectors.secrets",
-    "detectors.copyright",
-    "detectors.toxicity",
-    "detectors.injection",
-)
+BUILTIN_TYPES: tuple[DetectorType, ...] = (KEYWORDS, BIAS, PII, SECRETS, COPYRIGHT, TOXICITY, INJECTION)
 
 
 def builtin_registry() -> Registry:
     """A fresh registry of the built-in detector types (no module-level mutable state)."""
     reg = Registry()
-    for mod_name in BUILTIN_MODULES:
-        module = importlib.import_module(mod_name)
-        for dtype in getattr(module, "TYPES", (getattr(module, "TYPE", None),)):
-            if dtype is not None:
-                reg.register(dtype)
+    for dtype in BUILTIN_TYPES:
+        reg.register(dtype)
     return reg

@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 
 from guardrails.detector import BuildContext, DetectorType, Options
 from guardrails.normalize import normalize
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 _B = r"(?<![A-Za-z0-9_\-])"  # left boundary: not inside a longer token
 _E = r"(?![A-Za-z0-9_\-])"  # right boundary
@@ -245,7 +245,7 @@ class SecretsDetector:
         found.sort(key=lambda f: f.span or (0, 0))
         return found
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         if sum(len(t) for t in texts) > 20_000:
             return await asyncio.to_thread(lambda: [self.scan(t) for t in texts])
         return [self.scan(t) for t in texts]

@@ -46,7 +46,7 @@ from guardrails.detector import BuildContext, DetectorType, Options, Resources
 from guardrails.normalize import fold_for_toxicity
 from guardrails.errors import ConfigError, PolicyError
 from guardrails.inference.remote_config import RemoteBackendOptions, RemoteOptions
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 if TYPE_CHECKING:  # pragma: no cover
     from guardrails.inference.classifier import OnnxTextClassifier
@@ -102,11 +102,11 @@ class _BatchedScorer:
 
     categories: list[str]
 
-    def __init__(self, max_batch: int, max_wait_ms: float, workers: int = 2):
+    def __init__(self, max_batch: int, max_wait_ms: float, workers: int = 2, fn: Any = None):
         from guardrails.inference.batcher import MicroBatcher
 
-        self._batcher: MicroBatcher[str, dict[str, float]] = MicroBatcher(
-            self.score, max_batch=max_batch, max_wait_ms=max_wait_ms, name="trustwall-toxicity", workers=workers)
+        self._batcher: MicroBatcher[Any, Any] = MicroBatcher(
+            fn or self.score, max_batch=max_batch, max_wait_ms=max_wait_ms, name="trustwall-toxicity", workers=workers)
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -135,8 +135,13 @@ class ModelScorer(_BatchedScorer):
         import threading
         from collections import OrderedDict
 
-        super().__init__(max_batch, max_wait_ms, workers)
+        # Token-window models batch windows, not texts: a long text is submitted a slice of windows at a
+        # time, so other callers' windows run between its slices, and when its check times out the slices
+        # not yet submitted are never run (a running batch cannot be interrupted; one slice is the bound).
+        self._windowed = bool(getattr(clf, "windowed", False))
+        super().__init__(max_batch, max_wait_ms, workers, fn=self._run_windows if self._windowed else None)
         self.clf = clf
+        self._slice = max(1, int(max_batch)) * 2
         self.categories = list(clf.categories)
         self._cache: OrderedDict[bytes, dict[str, float]] = OrderedDict()
         self._cache_size = cache_size
@@ -164,7 +169,7 @@ class ModelScorer(_BatchedScorer):
                     self.cache_hits += 1
         todo = [i for i, v in enumerate(out) if v is None]
         if todo:
-            got = await self._batcher.run([texts[i] for i in todo])
+            got = await self._score_uncached([texts[i] for i in todo])
             with self._lock:
                 for i, v in zip(todo, got):
                     out[i] = v
@@ -173,6 +178,26 @@ class ModelScorer(_BatchedScorer):
                         if len(self._cache) > self._cache_size:
                             self._cache.popitem(last=False)
         return [dict(v) for v in out]  # type: ignore[arg-type]
+
+    def _run_windows(self, windows: Sequence[Any]) -> list[Any]:
+        return list(self.clf.run_windows(windows))
+
+    async def _score_uncached(self, texts: list[str]) -> list[dict[str, float]]:
+        if not self._windowed:
+            return await self._batcher.run(texts)
+        import asyncio
+
+        import numpy as np
+
+        if sum(len(t) for t in texts) > 20_000:  # tokenising a long text is work too: off the event loop
+            windows = await asyncio.to_thread(self.clf.windows, texts)
+        else:
+            windows = self.clf.windows(texts)
+        rows: list[Any] = []
+        for s in range(0, len(windows), self._slice):  # a cancelled caller stops between slices
+            rows.extend(await self._batcher.run(windows[s:s + self._slice]))
+        scores = np.stack(rows) if rows else np.zeros((0, len(self.clf.labels)), dtype=np.float32)
+        return self.clf.as_dicts(self.clf.reduce(len(texts), windows, scores))
 
     def info(self) -> dict[str, Any]:
         return {**self.clf.info(), "batcher": self.batch_stats(), "cache_hits": self.cache_hits}
@@ -332,7 +357,7 @@ class ToxicityDetector:
             return [(0, len(text))] if text.strip() else []
         return sentence_spans(text)
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         units: list[tuple[int, int, tuple[int, int]]] = []  # (text index, sentence index, span)
         pieces: list[str] = []
         for ti, text in enumerate(texts):

@@ -13,9 +13,9 @@ from guardrails.types import Action, CallContext, Decision, Finding, Message, Pr
 __version__ = "0.1.0"
 
 _LAZY = {
-    "guard": "guardrails.decorator",
-    "Guard": "guardrails.decorator",
-    "trustwall_principal": "guardrails.decorator",
+    "guard": "guardrails.inprocess",
+    "Guard": "guardrails.inprocess",
+    "trustwall_principal": "guardrails.inprocess",
     "build_runtime": "guardrails.runtime",
     "load_policy": "guardrails.policy",
     "Settings": "guardrails.settings",

@@ -28,9 +28,24 @@ class Detector(Protocol):
 
     name: str
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
-        """Return one list of findings per input text, in order. Spans are code-point offsets."""
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage) -> list[list[Finding]]:
+        """Return one list of findings per input text, in order, for the stage being checked ("input" or
+        "output"). Spans are code-point offsets."""
         ...
+
+
+@runtime_checkable
+class Describable(Protocol):
+    """Optional: what a detector loaded, and on which device (`/readyz`, `trustwall models`)."""
+
+    def info(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """Optional: release what the detector holds (sessions, threads) when its runtime closes."""
+
+    async def aclose(self) -> None: ...
 
 
 class Options(BaseModel):

@@ -1,4 +1,5 @@
-"""The pipeline: pre-checks, the call, post-checks, decision. Adapters (proxy, decorator, CLI) are thin.
+"""The pipeline: checks of one stage (input or output) over a list of texts, and the decision. The call
+around it (access, route, the model, restoring, the audit record) is guardrails/call.py.
 
 `decide()` and `apply_redactions()` are pure functions; `Pipeline` orchestrates detectors under their
 timeouts and applies the policy.
@@ -11,12 +12,11 @@ import logging
 import hashlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from guardrails.detector import Detector
-from guardrails.errors import Blocked
 from guardrails.policy import DetectorSpec, Policy, Route
 from guardrails.spans import apply_replacements
 from guardrails.types import (
@@ -140,17 +140,6 @@ class Checked:
     error: str | None = None
 
 
-@dataclass
-class CallResult:
-    """What a guarded call produced."""
-
-    input: Decision
-    output: Decision | None
-    text: str | None  # the restored output the caller sees
-    upstream_ms: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class Pipeline:
     """Runs a policy's detectors. One per runtime; safe to share between concurrent calls."""
 
@@ -170,7 +159,7 @@ class Pipeline:
         det = self.detectors[spec.name]
         t0 = self._clock()
         try:
-            result = await asyncio.wait_for(det.detect(texts, ctx), timeout=spec.timeout_ms / 1000)
+            result = await asyncio.wait_for(det.detect(texts, ctx, stage), timeout=spec.timeout_ms / 1000)
             if len(result) != len(texts):
                 raise RuntimeError(f"returned {len(result)} result lists for {len(texts)} texts")
             status, err = "ok", None
@@ -188,8 +177,10 @@ class Pipeline:
 
     async def check(self, stage: Stage, texts: Sequence[str], ctx: CallContext) -> Decision:
         """Run every detector of `stage` concurrently over all texts and decide."""
+        limit = self.policy.limits.max_text_chars
+        if limit and any(len(t) > limit for t in texts):
+            return self._too_long(stage, texts, ctx, limit)
         specs = self.policy.detectors_for(stage)
-        ctx.stage = stage
         checked = await asyncio.gather(*(self._run_one(s, stage, texts, ctx) for s in specs)) if texts else []
         judgements: list[Judgement] = []
         errors: list[str] = []
@@ -238,6 +229,17 @@ class Pipeline:
             errors=tuple(errors),
         )
 
+    def _too_long(self, stage: Stage, texts: Sequence[str], ctx: CallContext, limit: int) -> Decision:
+        """Texts over policy.limits.max_text_chars are refused unchecked (as a check that could not
+        complete: the audit keeps no text of the stage, `errors` says why)."""
+        judgements = tuple(
+            Judgement(Finding("limits", "text_too_long", 1.0, None, {"chars": len(t), "limit": limit}, i),
+                      Action.BLOCK, None, "limits/max_text_chars")
+            for i, t in enumerate(texts) if len(t) > limit)
+        return Decision(stage=stage, action=Action.BLOCK, judgements=judgements, texts=tuple(texts), timings=(),
+                        policy_id=self.policy.id, policy_version=self.policy.digest, request_id=ctx.request_id,
+                        message=self.policy.messages.too_long, errors=("limits",))
+
     @staticmethod
     def _clean(f: Finding, text: str, name: str) -> Finding:
         """Keep a detector honest: clamp spans into its text and stamp its name."""
@@ -285,20 +287,6 @@ class Pipeline:
         if ctx.vault is None or not len(ctx.vault):
             return text
         return ctx.vault.restore(text, self.restore_allowed(ctx))
-
-    async def run(self, messages: Sequence[Message] | Sequence[str] | str,
-                  call_model: Callable[[list[str], Decision], Awaitable[str]], ctx: CallContext) -> CallResult:
-        """Check input, call the model with the passed-on texts, check output, restore. Raises Blocked."""
-        dec_in = await self.check_input(messages, ctx)
-        if dec_in.blocked:
-            raise Blocked(dec_in)
-        t0 = self._clock()
-        raw = await call_model(list(dec_in.texts), dec_in)
-        upstream_ms = (self._clock() - t0) * 1000
-        dec_out = await self.check_output(raw, ctx)
-        if dec_out.blocked:
-            raise Blocked(dec_out)
-        return CallResult(dec_in, dec_out, self.restore(dec_out.text, ctx), upstream_ms)
 
 
 def _texts(value: Sequence[Message] | Sequence[str] | str) -> list[str]:

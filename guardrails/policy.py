@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from guardrails.errors import PolicyError
+from guardrails.experiments import Experiment, experiment_errors
+from guardrails.licences import DeclaredLicence, LicenceSpec, licence_errors
 from guardrails.types import Action, Operator, Stage
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -86,6 +88,7 @@ class Messages(_Model):
     block_input: str = "Your request was blocked by the content policy."
     block_output: str = "The response was withheld by the content policy."
     detector_error: str = "A safety check could not complete, so the request was blocked."
+    too_long: str = "The text is too long to be checked, so it was blocked."
 
 
 class RateLimit(_Model):
@@ -103,6 +106,8 @@ class Role(_Model):
     max_request_bytes: int = Field(1_000_000, gt=0)
     rate_limit: RateLimit | None = None
     admin: bool = False
+    licences: list[str] = Field(default_factory=lambda: ["*"],
+                                description="model licences (SPDX ids, declared names, globs) this role may use")
 
 
 class Access(_Model):
@@ -120,6 +125,8 @@ class Upstream(_Model):
     connect_timeout_s: float = Field(5.0, gt=0)
     timeout_s: float = Field(120.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    licence: LicenceSpec | None = Field(None, description="the licence of this upstream's models (SPDX id or declared name)")
+    model_licences: dict[str, LicenceSpec] = Field(default_factory=dict, description="model name or glob -> licence")
 
 
 class RouteWhen(_Model):
@@ -150,6 +157,33 @@ class Streaming(_Model):
     context_chars: int = Field(200, ge=0, description="already released text re-read for context")
 
 
+class Limits(_Model):
+    """Bounds on what the detectors are given. A text longer than `max_text_chars` is refused before any
+    detector runs (it could not be checked within the detectors' timeouts, and work abandoned at a
+    timeout keeps running and slows the calls after it). 0 turns the bound off."""
+
+    max_text_chars: int = Field(100_000, ge=0, description="longest single text checked; longer ones are blocked")
+
+
+class Wire(_Model):
+    """How request fields are read (guardrails.wire.openai). Every string a request carries is checked,
+    except control values (model, numbers, enums, ids, binary parts) and the top-level fields named here,
+    which pass to the upstream unchecked: only for vendor fields with no meaning to the model (a test
+    harness's steering, an upstream's sampling extension). Each name must be a plain field name."""
+
+    pass_fields: list[str] = Field(default_factory=list, description="top-level request fields forwarded unchecked")
+
+    @field_validator("pass_fields")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+                raise ValueError(f"{name!r} is not a plain field name")
+            if name in ("messages", "prompt", "suffix", "prediction", "tools", "functions", "response_format"):
+                raise ValueError(f"{name!r} holds text the model reads: it is always checked")
+        return v
+
+
 class PolicyMeta(_Model):
     id: str = Field(pattern=NAME_RE)
     version: str = "1"
@@ -166,6 +200,11 @@ class Policy(_Model):
     routes: list[Route] = Field(default_factory=list)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     streaming: Streaming = Field(default_factory=Streaming)
+    wire: Wire = Field(default_factory=Wire)
+    limits: Limits = Field(default_factory=Limits)
+    experiments: list[Experiment] = Field(default_factory=list)
+    licences: dict[str, DeclaredLicence] = Field(default_factory=dict, description="named (non-SPDX) licences")
+    require_licence: bool = Field(False, description="every upstream model must declare a licence")
 
     _source: str | None = PrivateAttr(default=None)
     _digest: str = PrivateAttr(default="")
@@ -358,6 +397,8 @@ def _semantic_errors(policy: Policy, registry: Any) -> Iterable[tuple[tuple[Any,
         for up in role.upstreams:
             if up != "*" and up not in up_names:
                 yield ("access", "roles", name, "upstreams", up), f"unknown upstream {up!r}"
+    yield from experiment_errors(policy)
+    yield from licence_errors(policy)
 
 
 def describe(policy: Policy) -> str:
@@ -375,6 +416,13 @@ def describe(policy: Policy) -> str:
                + f"; default {policy.default_upstream_name}")
     for r in policy.routes:
         out.append(f"  route {r.name}: {'/'.join(r.when.categories)} -> {r.upstream}")
+    lic = [f"{u.name}={u.licence.id if u.licence else '-'}"
+           + "".join(f", {u.name}/{m}={s.id}" for m, s in u.model_licences.items()) for u in policy.upstreams]
+    if any(u.licence or u.model_licences for u in policy.upstreams):
+        out.append("  licences: " + "; ".join(lic) + (" (required)" if policy.require_licence else ""))
+    for e in policy.experiments:
+        arms = ", ".join(f"{v.label}={v.weight:g}" for v in e.variants)
+        out.append(f"  experiment {e.name}: {'/'.join(e.models)} -> {arms} (sticky {e.sticky})")
     out.append("  roles: " + ", ".join(sorted(policy.access.roles)))
     out.append(f"  audit text: {policy.audit.text}")
     return "\n".join(out)

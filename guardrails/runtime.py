@@ -7,12 +7,11 @@ share it; `aclose()` releases it.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from guardrails.detector import BuildContext, Detector, Registry, Resources
+from guardrails.detector import BuildContext, Closable, Describable, Detector, Registry, Resources
 from guardrails.errors import DetectorError, PolicyError
 from guardrails.pipeline import Pipeline
 from guardrails.policy import Policy, load_policy
@@ -49,17 +48,18 @@ class Runtime:
         """What is loaded, and on which device (read back from the detectors)."""
         dets = {}
         for name, det in self.detectors.items():
-            describe = getattr(det, "info", None)
-            dets[name] = describe() if callable(describe) else {}
+            dets[name] = det.info() if isinstance(det, Describable) else {}
         return {"policy": self.policy.id, "policy_version": self.policy.digest, "detectors": dets}
 
     async def aclose(self) -> None:
         for det in self.detectors.values():
-            closer = getattr(det, "aclose", None) or getattr(det, "close", None)
-            if closer is not None:
-                res = closer()
-                if inspect.isawaitable(res):
-                    await res
+            if isinstance(det, Closable):
+                await det.aclose()
+        for res in self.resources.items().values():  # shared spaCy workers, model batchers: idempotent closes
+            if isinstance(res, Closable):
+                await res.aclose()
+            elif callable(getattr(res, "close", None)):
+                await asyncio.to_thread(res.close)
         if self.audit is not None:
             await self.audit.aclose()
 

@@ -137,7 +137,6 @@ class CallContext:
     upstream: str | None = None
     route: str | None = None  # "proxy", "decorator", "cli"
     vault: Vault | None = None
-    stage: Stage | None = None  # the stage being checked; set by Pipeline.check
     # The message role each input text came from ("user", "system", "assistant", "tool", ...; None when
     # unknown), parallel to the input texts; set by the adapters. Detectors may scope themselves by it
     # (the injection detector reads user and tool messages, not the developer's system prompt).
@@ -250,3 +249,6 @@ class CallRecord:
     completion_tokens: int | None = None
     final_action: Action = Action.ALLOW
     streamed: bool = False
+    experiment: str | None = None  # the experiment that assigned this call (guardrails.experiments)
+    variant: str | None = None  # its variant
+    licence: str | None = None  # the licence id of the model used (guardrails.licences)

@@ -70,10 +70,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     try:
         return asyncio.run(main())
     finally:
-        for det in rt.pipeline.detectors.values():
-            close = getattr(det, "close", None)
-            if close:
-                close()
+        asyncio.run(rt.aclose())  # joins the workers: no model run left going at exit
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ COLUMNS: tuple[str, ...] = (
     "policy_version", "final", "input_action", "output_action", "categories", "findings", "route_rule",
     "detector_errors", "status", "error", "streamed", "total_ms", "upstream_ms", "checks", "prompt_tokens",
     "completion_tokens", "text_mode", "input_text", "output_text", "v", "prev", "hash",
+    "experiment", "variant", "licence",
 )
 _NESTED = ("categories", "findings", "detector_errors", "checks", "input_text", "output_text")
 
@@ -82,6 +83,8 @@ def flat_row(body: dict[str, Any], hash_: str, *, evidence_as_text: bool = True)
         "prompt_tokens": tok.get("prompt"), "completion_tokens": tok.get("completion"),
         "text_mode": text.get("mode"), "input_text": text.get("input"), "output_text": text.get("output"),
         "v": body.get("v"), "prev": body["prev"], "hash": hash_,
+        "experiment": (body.get("experiment") or {}).get("name"), "variant": (body.get("experiment") or {}).get("variant"),
+        "licence": body.get("licence"),
     }
 
 
@@ -113,6 +116,10 @@ def body_from_row(row: dict[str, Any]) -> tuple[dict[str, Any], str]:
                  "output": None if row["output_text"] is None else list(row["output_text"])},
         "seq": row["seq"], "prev": row["prev"],
     }
+    if row.get("experiment") is not None:  # optional keys: only records that had them
+        body["experiment"] = {"name": row["experiment"], "variant": row.get("variant")}
+    if row.get("licence") is not None:
+        body["licence"] = row["licence"]
     return body, row["hash"]
 
 
@@ -269,7 +276,7 @@ async def iter_export(source: AuditSink | str, fmt: str = "jsonl", filters: Filt
     a slow client applies back-pressure and memory stays flat). `source`: a sink or an audit URL."""
     own = isinstance(source, str)
     if own:
-        from guardrails.audit import open_store
+        from guardrails.audit.stores import open_store
         from guardrails.settings import Settings
 
         store: AuditSink = open_store(settings or Settings(), source)

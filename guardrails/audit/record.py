@@ -324,7 +324,7 @@ def build_body(rec: CallRecord, *, policy_id: str, policy_version: str, text_mod
         errors.extend(f"{dec.stage}:{e}" for e in dec.errors)
     pid = policy_id or (rec.input.policy_id if rec.input else "")
     pver = policy_version or (rec.input.policy_version if rec.input else "")
-    return {
+    body = {
         "v": SCHEMA_VERSION,
         "id": rec.request_id,
         "time": iso_time(rec.started_at),
@@ -356,6 +356,12 @@ def build_body(rec: CallRecord, *, policy_id: str, policy_version: str, text_mod
             "output": decision_texts(rec.output, text_mode, hash_key),
         },
     }
+    # Optional keys (issue 18), present only when set, so older records keep their exact form.
+    if rec.experiment is not None:
+        body["experiment"] = {"name": _short(rec.experiment, 64), "variant": _short(rec.variant, 140)}
+    if rec.licence is not None:
+        body["licence"] = _short(rec.licence, 100)
+    return body
 
 
 def index_columns(body: dict[str, Any]) -> tuple[str, float, str, str, str | None]:

@@ -86,18 +86,35 @@ class OnnxTextClassifier:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self.model.manifest.kind == "text":
             return self._run_text(list(texts))
-        windows = self._tok.windows(texts)  # type: ignore[union-attr]
-        scores = self.run_windows(windows)
+        windows = self.windows(texts)
+        return self.reduce(n, windows, self.run_windows(windows))
+
+    @property
+    def windowed(self) -> bool:
+        """Whether texts are scored as token windows (transformers, sequence models), not whole texts."""
+        return self._tok is not None
+
+    def windows(self, texts: Sequence[str]) -> list[Window]:
+        """The token windows of `texts` (a long text gives several, with the tokenizer's overlap)."""
+        if self._tok is None:
+            raise ConfigError(f"{self.model.path}: a text model has no windows")
+        return self._tok.windows(texts)
+
+    def reduce(self, n: int, windows: Sequence[Window], scores: np.ndarray) -> np.ndarray:
+        """Per text, the max over its windows' scores (0 for a text with no window)."""
         out = np.full((n, len(self.labels)), -np.inf, dtype=np.float32)
-        idx = np.fromiter((w.text_index for w in windows), dtype=np.int64, count=len(windows))
-        np.maximum.at(out, idx, scores)
+        if len(windows):
+            idx = np.fromiter((w.text_index for w in windows), dtype=np.int64, count=len(windows))
+            np.maximum.at(out, idx, np.asarray(scores, dtype=np.float32).reshape(len(windows), -1))
         out[np.isinf(out)] = 0.0
         return out
 
+    def as_dicts(self, arr: np.ndarray) -> list[dict[str, float]]:
+        return [dict(zip(self.categories, map(float, row))) for row in arr]
+
     def predict_dicts(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Like predict, keyed by category (label_map applied)."""
-        arr = self.predict(texts)
-        return [dict(zip(self.categories, map(float, row))) for row in arr]
+        return self.as_dicts(self.predict(texts))
 
     def run_windows(self, windows: Sequence[Window]) -> np.ndarray:
         """Score windows: sorted by length, chunks of max_batch, each padded to its longest window."""

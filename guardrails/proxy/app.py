@@ -10,7 +10,6 @@ import asyncio
 import logging
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,32 +24,17 @@ from guardrails.keys import KeyCache, KeyStore, open_key_store
 from guardrails.policy import Policy, Upstream
 from guardrails.proxy.errors import ACTION_HEADER, REQUEST_ID_HEADER, ProxyError, dumps, json_response
 from guardrails.proxy.metrics import Metrics
+from guardrails.proxy.dashboard import register as register_dashboard
+from guardrails.proxy.state import ProxyState, audit_source, authenticate, request_id, state_of
 from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse, ModelList
 from guardrails.proxy.upstream import Upstreams
 from guardrails.ratelimit import RateLimiter, open_rate_limiter
 from guardrails.runtime import Runtime, abuild_runtime, limit_blas_threads
 from guardrails.settings import Settings
-from guardrails.types import Principal
 
 log = logging.getLogger("trustwall.proxy")
 
 UPSTREAM_OVERRIDE_KEY_ENV = "TRUSTWALL_UPSTREAM_API_KEY"
-
-
-@dataclass
-class ProxyState:
-    """Everything the routes need; built by the lifespan, one per app."""
-
-    runtime: Runtime
-    upstreams: Upstreams
-    keys: KeyCache
-    limiter: RateLimiter
-    metrics: Metrics
-    first_run: access.FirstRun
-
-    @property
-    def policy(self) -> Policy:
-        return self.runtime.policy
 
 
 def upstream_specs(policy: Policy, override: str | None) -> tuple[list[Upstream], str]:
@@ -106,38 +90,6 @@ class HeaderMiddleware:
             if not started:
                 resp = ProxyError(502, "The proxy failed to complete the request.", "proxy_error").response(rid)
                 await resp(scope, receive, send)
-
-
-def request_id(request: Request) -> str:
-    rid = getattr(request.state, "trustwall_request_id", None)
-    return rid or uuid.uuid4().hex
-
-
-def _state(request: Request) -> ProxyState:
-    st = getattr(request.app.state, "trustwall", None)
-    if st is None:
-        raise ProxyError(503, "The proxy is still starting.", "not_ready")
-    return st
-
-
-def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = request.headers.get("api-key")  # Azure OpenAI clients
-    return key.strip() if key and key.strip() else None
-
-
-async def authenticate(st: ProxyState, request: Request) -> Principal:
-    key = presented_key(request)
-    exists = await st.keys.has_active()
-    found = None
-    if exists and key:
-        info = await st.keys.verify(key)
-        found = info.principal() if info is not None else None
-    return access.authenticate(key, found, exists, st.first_run)
 
 
 _ERR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -241,23 +193,23 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return ProxyError(400, "Invalid request.", "invalid_request").response(request_id(request))
 
-    from guardrails.proxy.handlers import GuardedCall
+    from guardrails.proxy.handlers import ProxyCall
 
     @app.post("/v1/chat/completions", responses=_ERR_RESPONSES, openapi_extra=_body_schema(ChatCompletionRequest),
               summary="Chat completion (stream or not), guarded")
     async def chat_completions(request: Request) -> Response:
-        return await GuardedCall(request, "chat").run()
+        return await ProxyCall(request, "chat").run()
 
     @app.post("/v1/completions", responses=_ERR_RESPONSES, openapi_extra=_body_schema(CompletionRequest),
               summary="Text completion (stream or not), guarded")
     async def completions(request: Request) -> Response:
-        return await GuardedCall(request, "completions").run()
+        return await ProxyCall(request, "completions").run()
 
     @app.get("/v1/models", responses={**_ERR_RESPONSES, 200: {"model": ModelList}}, summary="Models this caller may use")
     async def models(request: Request) -> Response:
         rid = request_id(request)
         try:
-            st = _state(request)
+            st = state_of(request)
             principal = await authenticate(st, request)
             role = access.role_of(st.policy, principal)
             names = await st.upstreams.model_names()
@@ -265,7 +217,10 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
             return ProxyError(exc.status, str(exc), exc.code, action="deny").response(rid)
         except ProxyError as exc:
             return exc.response(rid)
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": names[m]} for m in access.visible_models(role, names)]
+        from guardrails.licences import model_licence  # issue 18: each model's licence
+
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": names[m],
+                 "licence": model_licence(st.policy, names[m], m)} for m in access.visible_models(role, names)]
         return json_response({"object": "list", "data": data}, headers={REQUEST_ID_HEADER: rid, ACTION_HEADER: "allow"})
 
     @app.get("/v1/audit/export", responses=_ERR_RESPONSES, summary="Stream the audit log (admin roles only)")
@@ -273,24 +228,18 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
                            until: str | None = None, principal: str | None = None, action: str | None = None) -> Response:
         from starlette.responses import StreamingResponse
 
-        from guardrails.audit.export import FORMATS, MEDIA_TYPES, iter_export, make_filters
+        from guardrails.audit.export import FORMATS, MEDIA_TYPES, iter_export
 
         rid = request_id(request)
         try:
-            st = _state(request)
+            st = state_of(request)
             who = await authenticate(st, request)
             role = access.role_of(st.policy, who)
             if not role.admin:
                 raise AccessDenied("The audit export needs an admin role.", status=403, code="admin_only")
             if format not in FORMATS:
                 raise ProxyError(400, f"format must be one of {', '.join(FORMATS)}", "invalid_format", param="format")
-            sink = getattr(st.runtime.audit, "sink", None)
-            if sink is None:
-                raise ProxyError(404, "This proxy runs without an audit log.", "audit_disabled")
-            try:
-                filters = make_filters(since, until, principal, action)
-            except ValueError as exc:
-                raise ProxyError(400, str(exc), "invalid_filter") from None
+            sink, filters = audit_source(st, since, until, principal, action)
         except AccessDenied as exc:
             return ProxyError(exc.status, str(exc), exc.code, action="deny").response(rid)
         except ProxyError as exc:
@@ -298,6 +247,8 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
         return StreamingResponse(iter_export(sink, format, filters), media_type=MEDIA_TYPES[format],
                                  headers={REQUEST_ID_HEADER: rid, ACTION_HEADER: "allow",
                                           "content-disposition": f'attachment; filename="audit.{format}"'})
+
+    register_dashboard(app)  # GET /dashboard (admin roles)
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:

@@ -64,11 +64,19 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class LicenceCard(BaseModel):
+    id: str
+    name: str
+    terms_url: str | None = None
+    use: list[str] = []
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str
+    licence: LicenceCard | None = None  # issue 18: the model's declared licence (null: none declared)
 
 
 class ModelList(BaseModel):

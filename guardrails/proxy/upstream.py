@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -32,21 +33,28 @@ def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_.\-\[\]]{0,63}")
+
+
+def _ident(value: Any) -> str | None:
+    """`value` when it is a short identifier (an error code, a parameter path), else None."""
+    return value if isinstance(value, str) and _IDENT.fullmatch(value) else None
+
+
 def _upstream_error_from(status: int, raw: bytes, name: str, headers: dict[str, str] | None = None) -> UpstreamError:
-    """Turn an upstream's error answer into ours, keeping its OpenAI-style message when it has one."""
+    """Turn an upstream's error answer into ours. The upstream's own message is never passed on (it can
+    quote the prompt or carry text no check has read): the caller gets a message of ours that names the
+    upstream's status and its error code, type and param when those are plain identifiers."""
     message, code, type_, param = None, None, None, None
     try:
         data = json.loads(raw)
         err = data.get("error") if isinstance(data, dict) else None
         if isinstance(err, dict):
-            message = str(err.get("message") or "")[:2000] or None
-            code = err.get("code") if isinstance(err.get("code"), str) else None
-            type_ = err.get("type") if isinstance(err.get("type"), str) else None
-            param = err.get("param") if isinstance(err.get("param"), str) else None
-        elif isinstance(err, str):
-            message = err[:2000]
+            code, type_, param = (_ident(err.get(k)) for k in ("code", "type", "param"))
     except (ValueError, UnicodeDecodeError):
         pass
+    if code:
+        message = f"Upstream {name!r} refused the request ({status}, code {code})."
     if status in (401, 403):
         return UpstreamError(502, f"Upstream {name!r} rejected the proxy's credentials ({status}).",
                              "upstream_auth_failed", kind="auth")
@@ -62,7 +70,7 @@ def _upstream_error_from(status: int, raw: bytes, name: str, headers: dict[str, 
         return UpstreamError(status, message or f"Upstream {name!r} refused the request ({status}).",
                              code or "upstream_rejected", kind="rejected", type_=type_ or "invalid_request_error",
                              param=param)
-    return UpstreamError(502, f"Upstream {name!r} failed ({status})" + (f": {message}" if message else "."),
+    return UpstreamError(502, f"Upstream {name!r} failed ({status})" + (f", code {code}." if code else "."),
                          "upstream_error", kind="status")
 
 

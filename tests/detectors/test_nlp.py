@@ -12,7 +12,7 @@ from guardrails.types import CallContext
 
 
 def _parse(shared, stage, texts):  # noqa: ANN001, ANN202
-    return asyncio.run(parse(CallContext(stage=stage), shared, texts))
+    return asyncio.run(parse(CallContext(), shared, texts, stage))
 
 
 def test_conditional_components_run_only_for_texts_that_satisfy_the_predicate():

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from detectors.copyright_index import FORMAT, VERSION, CorpusError, CorpusIndex, Document, inverted_keys
-from detectors.copyright_sources import read_sources, strip_gutenberg
+from detectors.copyright.index import CorpusIndex
+from detectors.copyright.schema import FORMAT, VERSION, CorpusError, Document, inverted_keys
+from detectors.copyright.sources import read_sources, strip_gutenberg
 from guardrails.cli import app
 
 _VOCAB = [f"v{i}" for i in range(2000)]

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from guardrails import Blocked, Guard, guard
-from guardrails.decorator import current_principal, trustwall_principal
+from guardrails.inprocess import current_principal, trustwall_principal
 from guardrails.detector import DetectorType, NoOptions
 from guardrails.errors import AccessDenied, TrustwallError
 from guardrails.types import Action, Message, Principal
@@ -577,7 +577,7 @@ def test_close_closes_the_runtime_and_refuses_further_calls(tmp_path: Path) -> N
 
 
 def test_importing_guardrails_is_cheap() -> None:
-    code = ("import sys; from guardrails import guard, Guard, Blocked; import guardrails.decorator; "
+    code = ("import sys; from guardrails import guard, Guard, Blocked; import guardrails.inprocess; "
             "heavy = [m for m in ('torch', 'spacy', 'presidio_analyzer', 'onnxruntime', 'transformers', 'openai', "
             "'guardrails.runtime', 'guardrails.pipeline', 'detectors.registry') if m in sys.modules]; "
             "print(heavy)")

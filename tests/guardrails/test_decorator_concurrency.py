@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from guardrails.decorator import trustwall_principal
+from guardrails.inprocess import trustwall_principal
 
 from support import decorator_kit as kit
 

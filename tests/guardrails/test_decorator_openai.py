@@ -13,7 +13,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from guardrails import Blocked
-from guardrails.decorator import trustwall_principal
+from guardrails.inprocess import trustwall_principal
 from guardrails.errors import TrustwallError
 from guardrails.types import Action, Principal
 

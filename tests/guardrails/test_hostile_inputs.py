@@ -140,3 +140,61 @@ def test_memo_cancels_work_when_every_waiter_gave_up():
         assert await b == 2
 
     asyncio.run(run())
+
+
+class _SlowWindows:
+    """A fake token-window classifier: each window is 'scored' slowly, and each batch is counted."""
+
+    windowed = True
+    labels = ["toxicity"]
+    categories = ["toxicity"]
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.release = threading.Event()
+
+    def windows(self, texts):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        from guardrails.inference.tokenize import Window
+
+        return [Window(i, np.zeros(4, dtype=np.int64)) for i, t in enumerate(texts) for _ in range(max(1, len(t) // 10))]
+
+    def run_windows(self, windows):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        self.batches.append(len(windows))
+        if len(windows) > 1:  # the long text's slices are slow
+            self.release.wait(0.2)
+        return np.full((len(windows), 1), 0.5, dtype=np.float32)
+
+    def reduce(self, n, windows, scores):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        out = np.zeros((n, 1), dtype=np.float32)
+        for w, s in zip(windows, scores):
+            out[w.text_index] = np.maximum(out[w.text_index], s)
+        return out
+
+    def as_dicts(self, arr):  # noqa: ANN001, ANN201
+        return [{"toxicity": float(r[0])} for r in arr]
+
+    def info(self) -> dict:
+        return {}
+
+
+async def test_a_timed_out_long_text_stops_between_window_slices_and_others_run_in_between() -> None:
+    from detectors.toxicity import ModelScorer
+
+    clf = _SlowWindows()
+    scorer = ModelScorer(clf, max_batch=4, max_wait_ms=1.0, workers=1, cache_size=0)  # slices of 8 windows
+    try:
+        long_text = "x" * 10 * 400  # 400 windows: 50 slices of 8, 0.2 s each (10 s if all ran)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(scorer.ascore([long_text]), timeout=0.5)
+        short = await asyncio.wait_for(scorer.ascore(["hi"]), timeout=2.0)  # not queued behind 49 slices
+        assert short == [{"toxicity": 0.5}]
+        assert sum(1 for b in clf.batches if b > 1) <= 5  # the slices after the timeout never ran
+    finally:
+        clf.release.set()
+        scorer.close()

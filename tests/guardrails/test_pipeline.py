@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails.errors import Blocked
 from guardrails.pipeline import Pipeline, Renderer, apply_redactions, decide, judge
 from guardrails.policy import parse_policy
 from guardrails.spans import grapheme_boundaries
@@ -220,7 +219,7 @@ async def test_wrong_result_shape_is_an_error() -> None:
     class Bad:
         name = "b"
 
-        async def detect(self, texts, ctx):
+        async def detect(self, texts, ctx, stage="input"):
             return []
 
     p = make(FakeDetector("a"), Bad())  # type: ignore[arg-type]
@@ -282,33 +281,27 @@ async def test_restore_permissions_are_compared_in_placeholder_form() -> None:
     assert p.restore("hi <PERSON_1>", ctx) == "hi Alice"
 
 
-async def test_run_calls_model_with_redacted_text_and_restores() -> None:
-    p = make(FakeDetector("a", find_word("a", "Alice", "PERSON")))
-    seen = []
-
-    async def model(texts, decision):
-        seen.append(texts)
-        return f"Hello {texts[0]}"
-
-    res = await p.run("Alice", model, CallContext())
-    assert seen == [["<PERSON_1>"]]
-    assert res.text == "Hello Alice"
-    assert res.output is not None and res.output.action is Action.ALLOW
-
-
-async def test_run_raises_blocked_with_decision() -> None:
-    p = make(FakeDetector("a", find_word("a", "password", "secret")))
-
-    async def model(texts, decision):  # pragma: no cover - must not be called
-        raise AssertionError("model called on blocked input")
-
-    with pytest.raises(Blocked) as info:
-        await p.run("password", model, CallContext(request_id="r1"))
-    assert info.value.categories == ("secret",) and info.value.request_id == "r1"
-
-
 async def test_bad_spans_and_scores_from_detectors_are_clamped() -> None:
     p = make(FakeDetector("a", lambda t: [Finding("", "EMAIL", float("nan"), (-5, 999))]))
     d = await p.check_input(["abc"], CallContext())
     (j,) = d.judgements
     assert j.finding.span == (0, 3) and j.finding.score == 1.0 and j.finding.detector == "a"
+
+
+async def test_a_text_over_the_limit_is_refused_before_any_detector_runs() -> None:
+    seen: list[int] = []
+
+    def record(t: str) -> list[Finding]:
+        seen.append(len(t))
+        return []
+
+    p = make(FakeDetector("a", record))
+    limit = p.policy.limits.max_text_chars
+    d = await p.check_input(["short", "x" * (limit + 1)], CallContext(request_id="r9"))
+    assert d.blocked and d.errors == ("limits",) and seen == []
+    (j,) = d.judgements
+    assert (j.finding.category, j.finding.message_index, j.finding.evidence) == ("text_too_long", 1, {
+        "chars": limit + 1, "limit": limit})
+    assert d.message == p.policy.messages.too_long
+    ok = await p.check_input(["x" * limit], CallContext())
+    assert not ok.blocked and seen == [limit]

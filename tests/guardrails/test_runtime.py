@@ -110,7 +110,7 @@ def test_warm_up_runs_each_detector_once_even_inside_a_running_loop(tmp_path: Pa
     class Probe:
         name = "kw"
 
-        async def detect(self, texts, ctx):
+        async def detect(self, texts, ctx, stage="input"):
             calls.append((list(texts), ctx.route))
             return [[] for _ in texts]
 

@@ -114,7 +114,7 @@ async def test_citations_are_appended_plain_and_streamed() -> None:
     class Citer:
         name = "kw"
 
-        async def detect(self, texts, ctx):
+        async def detect(self, texts, ctx, stage="input"):
             return [[Finding("kw", "cite", 1.0, (i, i + 6), {"citation": "Book (b1)"})
                      for i in [t.find("quoted")] if i >= 0] for t in texts]
 

@@ -34,6 +34,13 @@ CASES: dict[str, tuple[str | None, int | None, str]] = {
     "not_a_mapping.yaml": (None, 1, "must be a YAML mapping"),
     "upstream_without_url.yaml": ("upstreams[0].url", 3, "needs a url"),
     "unknown_option.yaml": ("detectors[0].options.words", 6, "unknown field"),
+    # issue 18: experiments and licences
+    "experiment_zero_weights.yaml": ("experiments[0].variants", 8, "must sum to a positive number"),
+    "experiment_unknown_upstream.yaml": ("experiments[0].variants[1].upstream", 9, "unknown upstream 'nowhere'"),
+    "experiment_overlap.yaml": ("experiments[1].models[1]", 10, "overlaps experiment 'first'"),
+    "licence_unknown.yaml": ("upstreams[0].model_licences.mystery-*", 10, "unknown licence 'made-up-licence'"),
+    "licence_required.yaml": ("upstreams[1].licence", 5, "declares none for 'qwen-*'"),
+    "licence_role_unknown.yaml": ("access.roles.local.licences[1]", 6, "unknown licence 'GPL-9.0'"),
 }
 
 

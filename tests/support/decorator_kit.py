@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from detectors.registry import builtin_registry
-from guardrails.decorator import Guard
+from guardrails.inprocess import Guard
 from guardrails.detector import BuildContext, DetectorType, NoOptions, Registry
 from guardrails.policy import Policy, parse_policy
 from guardrails.runtime import Runtime, build_runtime
 from guardrails.settings import Settings
-from guardrails.types import CallContext, CallRecord, Finding
+from guardrails.types import CallContext, CallRecord, Finding, Stage
 
 # A public-domain opening, standing in for a protected passage in the copyright corpus.
 PASSAGE = "It was the best of times, it was the worst of times, it was the age of wisdom"
@@ -75,7 +75,7 @@ class FakeCopyright:
     def __init__(self, name: str):
         self.name = name
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         out: list[list[Finding]] = []
         key = PASSAGE.lower()
         for t in texts:

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
-from guardrails.types import CallContext, Finding
+from guardrails.types import CallContext, Finding, Stage
 
 
 class FakeDetector:
@@ -20,7 +21,7 @@ class FakeDetector:
         self.barrier = barrier
         self.calls: list[list[str]] = []
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         self.calls.append(list(texts))
         if self.barrier is not None:
             await self.barrier.wait()
@@ -46,3 +47,20 @@ def find_word(name: str, word: str, category: str, score: float = 1.0) -> Callab
 @pytest.fixture
 def fake_detector() -> type[FakeDetector]:
     return FakeDetector
+
+
+async def round_trip(pipeline: Any, messages: Sequence[str], model: Callable[..., Any], ctx: CallContext) -> Any:
+    """Input checks, the model, output checks, restoring: the pipeline's round trip without an adapter
+    (raises Blocked like the ways in do). Returns (input decision, output decision, restored text)."""
+    from types import SimpleNamespace
+
+    from guardrails.errors import Blocked
+
+    dec_in = await pipeline.check_input(list(messages), ctx)
+    if dec_in.blocked:
+        raise Blocked(dec_in)
+    raw = await model(list(dec_in.texts), dec_in)
+    dec_out = await pipeline.check_output(raw, ctx)
+    if dec_out.blocked:
+        raise Blocked(dec_out)
+    return SimpleNamespace(input=dec_in, output=dec_out, text=pipeline.restore(dec_out.text, ctx))

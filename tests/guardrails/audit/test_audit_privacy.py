@@ -132,7 +132,7 @@ async def test_a_timed_out_check_leaves_no_raw_value_in_the_store(settings: Any,
         def __init__(self, crash: bool) -> None:
             self.crash = crash
 
-        async def detect(self, texts, ctx):  # noqa: ANN001, ANN202
+        async def detect(self, texts, ctx, stage="input"):  # noqa: ANN001, ANN202
             if self.crash:
                 raise RuntimeError("boom")
             await asyncio.sleep(5)

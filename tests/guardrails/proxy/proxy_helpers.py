@@ -108,6 +108,8 @@ detectors:
 messages:
   block_output: "The answer was withheld by policy."
 streaming: {{window_chars: 64, min_chars: 16, hold_chars: 24, context_chars: 40}}
+# the test upstream's steering fields: no meaning to a model, forwarded unchecked by this rule
+wire: {{pass_fields: [test_reply, test_chunks, test_mode, test_delay, test_args, test_arg_chunks, test_prefix]}}
 access:
   anonymous_role: local
   roles:

@@ -14,7 +14,7 @@ import pytest
 from detectors.registry import builtin_registry
 from guardrails.detector import DetectorType, NoOptions
 from guardrails.policy import parse_policy
-from guardrails.types import Action, CallContext, Finding
+from guardrails.types import Action, CallContext, Finding, Stage
 
 from .proxy_helpers import make_policy, start_proxy
 
@@ -46,10 +46,14 @@ def test_upstream_faults_are_502(client, proxy, logs, mode, status, code):
 
 
 def test_upstream_4xx_is_passed_back_in_openai_format(client, logs):
+    """The upstream's status, code, type and param come back; its message does not (it can quote the
+    prompt or carry text no check has read), ours names the code instead."""
     with pytest.raises(openai.BadRequestError) as ei:
         client.chat.completions.create(model="gpt-test", messages=MSG, extra_body={"test_mode": "fail-400"})
     err = _err(ei.value)
-    assert err["message"] == "max_tokens is too large" and err["param"] == "max_tokens" and err["code"] == "invalid_value"
+    assert err["param"] == "max_tokens" and err["code"] == "invalid_value" and err["type"] == "invalid_request_error"
+    assert err["message"] == "Upstream 'cloud' refused the request (400, code invalid_value)."
+    assert "too large" not in err["message"]
 
 
 def test_upstream_unreachable_is_502(client, proxy):
@@ -118,7 +122,7 @@ class Crashing:
     def __init__(self, stage: str):
         self.stage = stage
 
-    async def detect(self, texts: Sequence[str], ctx: CallContext) -> list[list[Finding]]:
+    async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
         if any("crash" in t for t in texts):
             raise RuntimeError("model exploded")
         if any("hang" in t for t in texts):
@@ -130,6 +134,7 @@ CRASH_POLICY = """
 policy: {{id: crash-test}}
 detectors:
   - {{name: crash, type: crashing, stages: [input, output], timeout_ms: 300, on_error: block}}
+wire: {{pass_fields: [test_reply]}}  # the test upstream's steering, not checked
 upstreams:
   - {{name: cloud, kind: openai, url: "{cloud}/v1"}}
 """

@@ -24,7 +24,7 @@ class _NoOptions(BaseModel):
 
 
 class _Slow:
-    async def detect(self, texts, ctx):  # noqa: ANN001, ANN202
+    async def detect(self, texts, ctx, stage="input"):  # noqa: ANN001, ANN202
         await asyncio.sleep(3)
         return [[] for _ in texts]
 
