@@ -116,10 +116,11 @@ class Access(_Model):
 
 class Upstream(_Model):
     name: str = Field(pattern=NAME_RE)
-    kind: Literal["openai", "azure", "echo"] = "openai"
+    kind: Literal["openai", "azure", "echo", "anthropic"] = "openai"
     url: str | None = None
     api_key_env: str | None = Field(None, description="environment variable holding this upstream's key")
-    api_version: str | None = Field(None, description="Azure OpenAI api-version")
+    api_version: str | None = Field(None, description="Azure OpenAI api-version; kind anthropic: anthropic-version "
+                                                      "(default 2023-06-01)")
     models: list[str] = Field(default_factory=lambda: ["*"])
     connect_timeout_s: float = Field(5.0, gt=0)
     timeout_s: float = Field(120.0, gt=0)

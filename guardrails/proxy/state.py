@@ -55,7 +55,7 @@ def presented_key(request: Request) -> str | None:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    key = request.headers.get("api-key")  # Azure OpenAI clients
+    key = request.headers.get("api-key") or request.headers.get("x-api-key")  # Azure OpenAI / Anthropic clients
     return key.strip() if key and key.strip() else None
 
 

@@ -25,7 +25,7 @@ from guardrails.proxy import http11
 from guardrails.proxy.errors import UpstreamError
 
 log = logging.getLogger("trustwall.proxy.upstream")
-Endpoint = Literal["chat/completions", "completions"]
+Endpoint = Literal["chat/completions", "completions", "embeddings"]
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -120,6 +120,50 @@ async def sse_events(lines: AsyncIterator[str], name: str) -> AsyncIterator[dict
                 yield event
 
 
+def check_answer_shape(data: Any, endpoint: Endpoint, name: str) -> dict[str, Any]:
+    """A plain answer must hold a list of choices (a list of `data` items for embeddings)."""
+    field = "data" if endpoint == "embeddings" else "choices"
+    if not isinstance(data, dict) or not isinstance(data.get(field), list):
+        raise UpstreamError(502, f"Upstream {name!r} answered without {field}.", "upstream_bad_response",
+                            kind="malformed")
+    return data
+
+
+def echo_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit-length vector for `text` (the echo upstream's embedding): equal texts give
+    equal vectors, different texts (a name and its placeholder) different ones."""
+    import hashlib
+    import math
+
+    raw = b""
+    counter = 0
+    while len(raw) < 2 * dimensions:
+        raw += hashlib.sha256(f"{counter}:{text}".encode("utf-8", "surrogatepass")).digest()
+        counter += 1
+    vals = [(int.from_bytes(raw[2 * i:2 * i + 2], "little") - 32768) / 32768 for i in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in vals)) or 1.0
+    return [v / norm for v in vals]
+
+
+def embedding_answer(inputs: list[str], body: dict[str, Any], vector: Any) -> dict[str, Any]:
+    """An OpenAI embeddings answer for `inputs` (float lists, or base64 float32 when asked)."""
+    import base64
+    import struct
+
+    dims = body.get("dimensions")
+    dims = dims if isinstance(dims, int) and 1 <= dims <= 4096 else 8
+    data = []
+    for i, text in enumerate(inputs):
+        vec = vector(text, dims)
+        emb: Any = vec
+        if body.get("encoding_format") == "base64":
+            emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    words = sum(len(t.split()) for t in inputs)
+    return {"object": "list", "data": data, "model": str(body.get("model", "echo")),
+            "usage": {"prompt_tokens": words, "total_tokens": words}}
+
+
 class HTTPUpstream:
     """An OpenAI-compatible (kind openai) or Azure OpenAI (kind azure) server."""
 
@@ -131,16 +175,17 @@ class HTTPUpstream:
         if spec.api_key_env and not key:
             log.warning("upstream %s: environment variable %s is not set; calling without a key", spec.name,
                         spec.api_key_env)
-        if key:
-            if spec.kind == "azure":
-                headers["api-key"] = key
-            else:
-                headers["authorization"] = f"Bearer {key}"
+        headers.update(self.auth_headers(key))
         headers["content-type"] = "application/json"
         headers["accept-encoding"] = "identity"
         self._client = http11.HTTP11Client(spec.url or "", headers=headers, connect_timeout=spec.connect_timeout_s,
                                            read_timeout=spec.timeout_s)
         self._models: tuple[float, list[str]] | None = None
+
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        if not key:
+            return {}
+        return {"api-key": key} if self.spec.kind == "azure" else {"authorization": f"Bearer {key}"}
 
     def path(self, endpoint: Endpoint, model: str) -> str:
         if self.spec.kind == "azure":
@@ -161,10 +206,7 @@ class HTTPUpstream:
         except (ValueError, UnicodeDecodeError):
             raise UpstreamError(502, f"Upstream {self.name!r} answered with malformed JSON.", "upstream_bad_response",
                                 kind="malformed") from None
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError(502, f"Upstream {self.name!r} answered without choices.", "upstream_bad_response",
-                                kind="malformed")
-        return data
+        return check_answer_shape(data, endpoint, self.name)
 
     @asynccontextmanager
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
@@ -264,6 +306,10 @@ class EchoUpstream:
         return n if isinstance(n, int) and 1 <= n <= 16 else 1
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        if endpoint == "embeddings":
+            inp = body.get("input")
+            inputs = [inp] if isinstance(inp, str) else [x for x in inp or [] if isinstance(x, str)]
+            return embedding_answer(inputs, body, echo_vector)
         answers = self.answers(endpoint, body)
         model = str(body.get("model", "echo"))
         words = sum(len(a.split()) for a in answers)
@@ -318,6 +364,10 @@ UpstreamClient = HTTPUpstream | EchoUpstream
 
 
 def make_upstream(spec: Upstream) -> UpstreamClient:
+    if spec.kind == "anthropic":
+        from guardrails.proxy.upstream_anthropic import AnthropicUpstream  # the Messages API, translated
+
+        return AnthropicUpstream(spec)
     return EchoUpstream(spec) if spec.kind == "echo" else HTTPUpstream(spec)
 
 
