@@ -44,11 +44,11 @@ def make_routes_app(log: list[dict[str, Any]], headers: list[dict[str, str]]) ->
         log.append(body)
         headers.append(dict(request.headers))
         model = body["model"]
-        text = TOXIC if model == "toxic" else f"Reply to: {_last_text(body)}"
+        text = TOXIC if model.endswith("toxic") else f"Reply to: {_last_text(body)}"
         blocks: list[dict[str, Any]] = [{"type": "text", "text": text}]
-        if model == "tools":
+        if model.endswith("tools"):
             blocks = [{"type": "tool_use", "id": "toolu_1", "name": "send_mail", "input": {"to": _last_text(body)}}]
-        stop = "tool_use" if model == "tools" else "end_turn"
+        stop = "tool_use" if model.endswith("tools") else "end_turn"
         if not body.get("stream"):
             return JSONResponse({"id": "msg_up", "type": "message", "role": "assistant", "model": model,
                                  "content": blocks, "stop_reason": stop, "stop_sequence": None,
@@ -67,7 +67,7 @@ def make_routes_app(log: list[dict[str, Any]], headers: list[dict[str, str]]) ->
                     yield ev("content_block_start", {"type": "content_block_start", "index": i,
                                                      "content_block": {"type": "text", "text": ""}})
                     for p in range(0, len(b["text"]), 5):
-                        if model == "broken" and p >= 10:
+                        if model.endswith("broken") and p >= 10:
                             yield ev("error", {"type": "error", "error": {"type": "overloaded_error",
                                                                          "message": "Overloaded"}})
                             return

@@ -1,0 +1,94 @@
+"""Upstream kind `anthropic`: a server speaking the Anthropic Messages API (POST {url}/messages with
+x-api-key and anthropic-version headers). The proxy's call lifecycle speaks the chat shape, so requests
+are translated (`guardrails.wire.anthropic.from_chat`) and answers and stream events translated back
+(`answer_to_chat`, `ChunkReader`): any route (chat completions, Responses, Anthropic Messages) can use
+an anthropic upstream. Completions and embeddings are not served by this kind (400 endpoint_unsupported).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from guardrails.proxy import http11
+from guardrails.proxy.errors import UpstreamError
+from guardrails.proxy.upstream import (Endpoint, HTTPUpstream, _encode, _transport_error, _upstream_error_from,
+                                       sse_events)
+from guardrails.wire import anthropic
+from guardrails.wire.translate import Untranslatable
+
+
+class AnthropicUpstream(HTTPUpstream):
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        h = {"anthropic-version": self.spec.api_version or anthropic.DEFAULT_VERSION}
+        if key:
+            h["x-api-key"] = key
+        return h
+
+    def path(self, endpoint: Endpoint, model: str) -> str:
+        return "/messages"
+
+    def _body(self, endpoint: Endpoint, body: dict[str, Any]) -> bytes:
+        if endpoint != "chat/completions":
+            raise UpstreamError(400, f"Upstream {self.name!r} (kind anthropic) does not serve {endpoint}.",
+                                "endpoint_unsupported", kind="rejected", type_="invalid_request_error")
+        try:
+            return _encode(anthropic.from_chat(body))
+        except Untranslatable as exc:
+            raise UpstreamError(400, str(exc), exc.code, kind="rejected", type_="invalid_request_error") from None
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        raw_body = self._body(endpoint, body)
+        try:
+            resp = await self._client.request("POST", "/messages", raw_body)
+        except http11.HTTPError as exc:
+            raise _transport_error(exc, self.name) from None
+        raw = resp.content or b""
+        if resp.status_code >= 400:
+            raise _upstream_error_from(resp.status_code, raw, self.name, resp.headers)
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            raise UpstreamError(502, f"Upstream {self.name!r} answered without content.", "upstream_bad_response",
+                                kind="malformed")
+        return anthropic.answer_to_chat(data)
+
+    @asynccontextmanager
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        raw_body = self._body(endpoint, {**body, "stream": True})
+        try:
+            resp = await self._client.request("POST", "/messages", raw_body, stream=True)
+        except http11.HTTPError as exc:
+            raise _transport_error(exc, self.name) from None
+        try:
+            if resp.status_code >= 400:
+                try:
+                    raw = await resp.read()
+                except http11.HTTPError:
+                    raw = b""
+                raise _upstream_error_from(resp.status_code, raw, self.name, resp.headers)
+            if "text/event-stream" not in resp.headers.get("content-type", ""):
+                raise UpstreamError(502, f"Upstream {self.name!r} did not answer with an event stream.",
+                                    "upstream_bad_stream", kind="malformed")
+            yield self._chunks(resp)
+        finally:
+            await resp.aclose()
+
+    async def _chunks(self, resp: http11.Response) -> AsyncIterator[dict[str, Any]]:
+        reader = anthropic.ChunkReader()
+        try:
+            async for event in sse_events(resp.aiter_lines(), self.name):
+                for chunk in reader.read(event):
+                    yield chunk
+        except http11.HTTPError as exc:
+            raise _transport_error(exc, self.name) from None
+        except UnicodeDecodeError:
+            raise UpstreamError(502, f"Upstream {self.name!r} sent invalid UTF-8.", "upstream_bad_stream",
+                                kind="malformed") from None
+
+    async def models(self) -> list[str]:
+        return []
