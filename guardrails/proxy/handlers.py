@@ -194,7 +194,7 @@ class ProxyCall:
         await call.admit()  # role, model, experiment variant and licence (AccessDenied: audited)
 
         self.request_data = data  # as the client sent it (the codec answers in its terms)
-        data = self.codec.to_wire(data)  # the OpenAI-shaped request (Anthropic and Responses: translated)
+        data = self.codec.to_wire(data, policy.wire.pass_fields)  # the OpenAI-shaped request (Anthropic and Responses: translated)
         found = self.codec.read(data, policy.wire.pass_fields)
         dec = await call.check_input(found.texts, found.roles)
         if dec.blocked:

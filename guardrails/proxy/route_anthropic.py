@@ -17,7 +17,6 @@ from guardrails.proxy.schemas import AnthropicMessagesRequest
 from guardrails.proxy.upstream import Endpoint
 from guardrails.wire import anthropic
 from guardrails.wire import openai as wire
-from guardrails.wire.translate import Untranslatable
 
 
 class AnthropicFramer(Framer):
@@ -40,11 +39,8 @@ class MessagesCodec(RouteCodec):
     endpoint: Endpoint = "chat/completions"
     kind: wire.Kind | None = "chat"
 
-    def to_wire(self, data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return anthropic.to_chat(data)
-        except Untranslatable as exc:
-            raise ProxyError(400, str(exc), exc.code, param=exc.param) from None
+    def to_wire(self, data: dict[str, Any], pass_fields: Sequence[str] = ()) -> dict[str, Any]:
+        return self.translate(anthropic.to_chat, data, pass_fields)
 
     def answer(self, out: dict[str, Any], data: dict[str, Any], request_id: str) -> dict[str, Any]:
         return anthropic.to_message(out, request_id=request_id, model=data.get("model"))

@@ -7,13 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from guardrails.proxy.errors import ProxyError
 from guardrails.proxy.routes import Framer, RouteCodec, sse_event
 from guardrails.proxy.schemas import ResponsesRequest
 from guardrails.proxy.upstream import Endpoint
 from guardrails.wire import openai as wire
 from guardrails.wire import responses
-from guardrails.wire.translate import Untranslatable
 
 
 class ResponsesFramer(Framer):
@@ -36,11 +34,8 @@ class ResponsesCodec(RouteCodec):
     endpoint: Endpoint = "chat/completions"
     kind: wire.Kind | None = "chat"
 
-    def to_wire(self, data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return responses.to_chat(data)
-        except Untranslatable as exc:
-            raise ProxyError(400, str(exc), exc.code, param=exc.param) from None
+    def to_wire(self, data: dict[str, Any], pass_fields: Sequence[str] = ()) -> dict[str, Any]:
+        return self.translate(responses.to_chat, data, pass_fields)
 
     def answer(self, out: dict[str, Any], data: dict[str, Any], request_id: str) -> dict[str, Any]:
         return responses.to_response(out, data, request_id=request_id)

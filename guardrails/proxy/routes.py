@@ -59,8 +59,22 @@ class RouteCodec:
     def streamed(self, req: Any) -> bool:
         return bool(getattr(req, "stream", False))
 
-    def to_wire(self, data: dict[str, Any]) -> dict[str, Any]:
+    def to_wire(self, data: dict[str, Any], pass_fields: Sequence[str] = ()) -> dict[str, Any]:
+        """The OpenAI-shaped request. Translating codecs carry the policy's `wire.pass_fields` over as
+        they are (vendor fields the upstream reads and no check does)."""
         return data
+
+    @staticmethod
+    def translate(fn: Any, data: dict[str, Any], pass_fields: Sequence[str]) -> dict[str, Any]:
+        """`fn(data without the pass fields)` with the pass fields put back; 400 when untranslatable."""
+        from guardrails.wire.translate import Untranslatable
+
+        kept = {k: v for k, v in data.items() if k in pass_fields}
+        try:
+            out = fn({k: v for k, v in data.items() if k not in kept})
+        except Untranslatable as exc:
+            raise ProxyError(400, str(exc), exc.code, param=exc.param) from None
+        return {**out, **kept}
 
     def read(self, body: dict[str, Any], pass_fields: Sequence[str]) -> wire.RequestTexts:
         return wire.read_request(body, self.kind or "completions", pass_fields=frozenset(pass_fields))
