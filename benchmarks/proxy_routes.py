@@ -10,8 +10,9 @@ from typing import Any
 
 
 def bodies(prompt: str, answer: str) -> list[tuple[str, bytes, str, bytes]]:
-    """(route name, direct body, proxied path, proxied body) for each route; the direct request goes to
-    the upstream's /v1/chat/completions, except embeddings (/v1/embeddings)."""
+    """(route name, direct body, proxied path, proxied body) for each route, the chat route first as the
+    reference; the direct request goes to the upstream's /v1/chat/completions, except embeddings
+    (/v1/embeddings)."""
     chat: dict[str, Any] = {"model": "bench-model", "messages": [{"role": "user", "content": prompt}],
                             "test_reply": answer}
     emb = {"model": "bench-embed", "input": [prompt], "encoding_format": "float"}
@@ -20,6 +21,7 @@ def bodies(prompt: str, answer: str) -> list[tuple[str, bytes, str, bytes]]:
     responses = {"model": "bench-model", "input": prompt, "test_reply": answer}
     enc = json.dumps
     return [
+        ("/v1/chat/completions (reference)", enc(chat).encode(), "/v1/chat/completions", enc(chat).encode()),
         ("/v1/embeddings", enc(emb).encode(), "/v1/embeddings", enc(emb).encode()),
         ("/v1/messages (Anthropic, to a chat upstream)", enc(chat).encode(), "/v1/messages", enc(messages).encode()),
         ("/v1/responses (to a chat upstream)", enc(chat).encode(), "/v1/responses", enc(responses).encode()),

@@ -28,7 +28,8 @@ def _last_text(body: dict[str, Any]) -> str:
 
 def make_routes_app(log: list[dict[str, Any]], headers: list[dict[str, str]]) -> FastAPI:
     """Anthropic models: toxic (TOXIC), tools (one tool_use block carrying the last text), broken (the
-    stream breaks with an error event after some text), anything else 'Reply to: <last text>'."""
+    stream breaks with an error event after some text), reject (400 quoting the prompt), nostream (a
+    JSON answer even when a stream was asked for), anything else 'Reply to: <last text>'."""
     app = make_server_app(log)
 
     @app.post("/v1/embeddings")
@@ -49,7 +50,11 @@ def make_routes_app(log: list[dict[str, Any]], headers: list[dict[str, str]]) ->
         if model.endswith("tools"):
             blocks = [{"type": "tool_use", "id": "toolu_1", "name": "send_mail", "input": {"to": _last_text(body)}}]
         stop = "tool_use" if model.endswith("tools") else "end_turn"
-        if not body.get("stream"):
+        if model.endswith("reject"):
+            return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
+                                                            "message": f"bad request about {_last_text(body)}"}},
+                                status_code=400)
+        if not body.get("stream") or model.endswith("nostream"):
             return JSONResponse({"id": "msg_up", "type": "message", "role": "assistant", "model": model,
                                  "content": blocks, "stop_reason": stop, "stop_sequence": None,
                                  "usage": {"input_tokens": 9, "output_tokens": 6}})

@@ -183,3 +183,15 @@ def test_openai_client_can_use_the_anthropic_upstream(routes: Routes) -> None:
     chunks = list(c.chat.completions.create(model="claude-x", messages=[{"role": "user", "content": ASK}],
                                             stream=True))
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == f"Reply to: {ASK}"
+
+
+def test_anthropic_upstream_refusal_and_a_stream_that_is_not_one(routes: Routes) -> None:
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude(routes).messages.create(model="claude-reject", max_tokens=16, messages=user("Ada Lovelace"))
+    assert err.value.body["error"]["type"] == "invalid_request_error"
+    assert "Ada" not in json.dumps(err.value.body)  # the upstream's message (quoting the prompt) is not passed on
+    with pytest.raises(anthropic.APIStatusError) as err2:
+        with claude(routes).messages.stream(model="claude-nostream", max_tokens=16, messages=user("hi")) as s:
+            list(s)
+    assert err2.value.status_code == 502 and err2.value.body["error"]["code"] == "upstream_bad_stream"
+    assert routes.records[-1].status == 502
