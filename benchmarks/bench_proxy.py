@@ -13,6 +13,9 @@ minimal HTTP/1.1 client. Phases:
      one request at a time (goal: p50 overhead <= 40 ms on a 2-core CPU);
   3. streaming: time to first token and to the last byte, directly and through the proxy, with no
      detectors and with the default policy (guarded streaming holds text back until it is checked).
+  4. every route (issue 17, benchmarks/proxy_routes.py): /v1/embeddings, /v1/messages (Anthropic) and
+     /v1/responses beside a /v1/chat/completions reference row, one at a time, with no detectors and
+     with the default policy.
 
 The baseline is the same client talking straight to the upstream. No eval data is needed.
 """
