@@ -196,6 +196,7 @@ class ProxyCall:
         self.request_data = data  # as the client sent it (the codec answers in its terms)
         data = self.codec.to_wire(data, policy.wire.pass_fields)  # the OpenAI-shaped request (Anthropic and Responses: translated)
         found = self.codec.read(data, policy.wire.pass_fields)
+        call.unchecked = wire.unchecked_parts(data)  # images, audio, files: forwarded unchecked, recorded
         dec = await call.check_input(found.texts, found.roles)
         if dec.blocked:
             cats = list(dec.blocking_categories or dec.categories)

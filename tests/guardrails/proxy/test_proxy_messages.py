@@ -121,8 +121,11 @@ def test_history_with_tool_blocks_and_images_is_translated(routes: Routes) -> No
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9",
                                       "content": "sent to Grace Hopper"}, {"type": "text", "text": "Next?"}]},
     ]
-    msg = claude(routes).messages.create(model="gpt-x", max_tokens=32, messages=messages)
+    raw = claude(routes).messages.with_raw_response.create(model="gpt-x", max_tokens=32, messages=messages)
+    msg = raw.parse()
     assert msg.content[0].text == "Reply to: Next?"
+    # the image is forwarded unchecked, and the audit record says so
+    assert one_record(routes, raw.headers["x-trustwall-request-id"]).unchecked == (("image_url", 1),)
     sent = routes.log[-1]["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
     assert sent[0]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}

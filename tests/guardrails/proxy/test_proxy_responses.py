@@ -110,8 +110,11 @@ def test_items_with_function_calls_and_outputs_are_checked(routes: Routes) -> No
         {"type": "function_call_output", "call_id": "call_7", "output": "sent to Grace Hopper"},
         {"role": "user", "content": "Next?"},
     ]
-    resp = client(routes).responses.create(model="gpt-x", input=items, instructions="Mind Alan Turing's rules.")
+    raw = client(routes).responses.with_raw_response.create(model="gpt-x", input=items,
+                                                            instructions="Mind Alan Turing's rules.")
+    resp = raw.parse()
     assert resp.output_text == "Reply to: Next?"
+    assert one_record(routes, raw.headers["x-trustwall-request-id"]).unchecked == (("image_url", 1),)
     sent = routes.log[-1]["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "user"]
     dumped = json.dumps(sent)
