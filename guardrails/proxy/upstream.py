@@ -364,10 +364,10 @@ UpstreamClient = HTTPUpstream | EchoUpstream
 
 
 def make_upstream(spec: Upstream) -> UpstreamClient:
-    if spec.kind == "anthropic":
-        from guardrails.proxy.upstream_anthropic import AnthropicUpstream  # the Messages API, translated
+    if spec.kind == "anthropic" or spec.api == "responses":  # other APIs, translated (issue 17)
+        from guardrails.proxy.upstream_translate import AnthropicUpstream, ResponsesUpstream
 
-        return AnthropicUpstream(spec)
+        return AnthropicUpstream(spec) if spec.kind == "anthropic" else ResponsesUpstream(spec)
     return EchoUpstream(spec) if spec.kind == "echo" else HTTPUpstream(spec)
 
 

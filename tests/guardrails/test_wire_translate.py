@@ -125,3 +125,35 @@ def test_responses_answer_and_a_withheld_one() -> None:
                               "message": {"role": "assistant", "content": "Withheld."}}]}
     r = responses.to_response(bad, {"model": "m"}, request_id="r1")
     assert r["status"] == "incomplete" and r["incomplete_details"] == {"reason": "content_filter"}
+
+
+def test_chat_to_native_responses_and_back() -> None:
+    from guardrails.wire import responses_upstream as ru
+
+    chat = {"model": "m", "max_tokens": 7, "user": "tw-abc", "stream": True,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {}}},
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": None, "tool_calls": [
+                             {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                         {"role": "tool", "tool_call_id": "c1", "content": "done"}]}
+    req = ru.from_chat(chat)
+    assert [i.get("type") for i in req["input"]] == ["message", "message", "function_call", "function_call_output"]
+    assert req["max_output_tokens"] == 7 and req["user"] == "tw-abc" and req["store"] is False
+    assert req["tools"] == [{"type": "function", "name": "f", "parameters": {}}]
+    assert req["text"] == {"format": {"type": "json_schema", "name": "s", "schema": {}}}
+    r = ru.ChunkReader()
+    out = []
+    for ev in [{"type": "response.created", "response": {"id": "resp_1", "model": "m"}},
+               {"type": "response.output_text.delta", "delta": "Hi"},
+               {"type": "response.output_item.added", "item": {"type": "function_call", "id": "fc", "call_id": "c9",
+                                                               "name": "f", "arguments": ""}},
+               {"type": "response.function_call_arguments.delta", "item_id": "fc", "delta": "{}"},
+               {"type": "response.incomplete", "response": {"status": "incomplete",
+                                                            "incomplete_details": {"reason": "max_output_tokens"}}}]:
+        out += r.read(ev)
+    deltas = [c["choices"][0]["delta"] for c in out if c["choices"]]
+    assert deltas[1] == {"content": "Hi"} and deltas[2]["tool_calls"][0]["id"] == "c9"
+    assert out[-2]["choices"][0]["finish_reason"] == "length"
+    assert r.read({"type": "response.failed", "response": {"error": {"code": "server_error"}}}) == [
+        {"error": {"code": "server_error"}}]

@@ -92,6 +92,53 @@ def make_routes_app(log: list[dict[str, Any]], headers: list[dict[str, str]]) ->
 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Any:
+        """A native Responses server: models as for /v1/messages (toxic, tools, else 'Reply to: ...')."""
+        body = await request.json()
+        log.append(body)
+        headers.append(dict(request.headers))
+        model = body["model"]
+        last = [i for i in body["input"] if i.get("type") == "message"][-1]["content"]
+        last = last if isinstance(last, str) else " ".join(p.get("text", "") for p in last)
+        text = TOXIC if model.endswith("toxic") else f"Reply to: {last}"
+        usage = {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 6,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
+        if model.endswith("tools"):
+            items = [{"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "send_mail",
+                      "arguments": json.dumps({"to": last}), "status": "completed"}]
+        else:
+            items = [{"type": "reasoning", "id": "rs_1", "summary": []},
+                     {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                      "content": [{"type": "output_text", "text": text, "annotations": []}]}]
+        done = {"id": "resp_up", "object": "response", "created_at": 1, "status": "completed", "model": model,
+                "output": items, "usage": usage}
+        if not body.get("stream"):
+            return JSONResponse(done)
+
+        def sse() -> Iterator[str]:
+            seq = iter(range(10_000))
+
+            def ev(kind: str, **data: Any) -> str:
+                return f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': next(seq), **data})}\n\n"
+
+            yield ev("response.created", response={**done, "status": "in_progress", "output": []})
+            for i, item in enumerate(items):
+                if item["type"] == "message":
+                    yield ev("response.output_item.added", output_index=i, item={**item, "content": []})
+                    for p in range(0, len(text), 5):
+                        yield ev("response.output_text.delta", item_id="msg_1", output_index=i, content_index=0,
+                                 delta=text[p:p + 5])
+                elif item["type"] == "function_call":
+                    yield ev("response.output_item.added", output_index=i, item={**item, "arguments": ""})
+                    for p in range(0, len(item["arguments"]), 5):
+                        yield ev("response.function_call_arguments.delta", item_id="fc_1", output_index=i,
+                                 delta=item["arguments"][p:p + 5])
+                yield ev("response.output_item.done", output_index=i, item=item)
+            yield ev("response.completed", response=done)
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
+
     return app
 
 

@@ -29,6 +29,7 @@ def routes_policy(up: str) -> str:
 upstreams:
   - {{name: model, kind: openai, url: "{up}"}}
   - {{name: claude, kind: anthropic, url: "{up}", models: ["claude-*"], api_key_env: {ANTHROPIC_KEY_ENV}}}
+  - {{name: native, kind: openai, api: responses, url: "{up}", models: ["native-*"], api_key_env: {ANTHROPIC_KEY_ENV}}}
   - {{name: echo, kind: echo, models: ["echo-*"]}}
 default_upstream: model
 """

@@ -151,3 +151,42 @@ def test_upstream_stream_breaking_midway_raises_in_the_sdk(routes: Routes) -> No
         for _ in client(routes).responses.create(model="claude-broken", input="a long story", stream=True):
             pass
     assert routes.records[-1].route == "/v1/responses" and routes.records[-1].status == 502
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_native_responses_upstream(routes: Routes, stream: bool) -> None:
+    """An upstream declared `api: responses` gets a Responses request (rebuilt from the checked one)."""
+    routes.log.clear()
+    if stream:
+        events = list(client(routes).responses.create(model="native-x", input=ASK, instructions="Be terse.",
+                                                      stream=True))
+        resp = events[-1].response
+        assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == f"Reply to: {ASK}"
+    else:
+        resp = client(routes).responses.create(model="native-x", input=ASK, instructions="Be terse.")
+    assert resp.status == "completed" and resp.output_text == f"Reply to: {ASK}"
+    sent = routes.log[-1]
+    assert sent["input"][0] == {"type": "message", "role": "system", "content": "Be terse."}
+    assert "Ada Lovelace" not in json.dumps(sent) and "<PERSON_1>" in json.dumps(sent)
+    # the upstream's own key from the policy's api_key_env, never the caller's trustwall key
+    assert routes.headers[-1]["authorization"] == "Bearer sk-ant-test-upstream-key"
+
+
+@pytest.mark.parametrize("model", ["native-toxic", "native-tools"])
+def test_native_responses_upstream_checks_the_answer(routes: Routes, model: str) -> None:
+    tools = [{"type": "function", "name": "send_mail", "parameters": {"type": "object", "properties": {}}}]
+    for stream in (False, True):
+        kw: dict[str, Any] = {"model": model, "input": "Mail Ada Lovelace.", "tools": tools}
+        resp = (list(client(routes).responses.create(stream=True, **kw))[-1].response if stream
+                else client(routes).responses.create(**kw))
+        if model == "native-toxic":
+            assert resp.status == "incomplete" and "idiot" not in resp.output_text
+        else:
+            call = [o for o in resp.output if o.type == "function_call"][0]
+            assert json.loads(call.arguments) == {"to": "Mail Ada Lovelace."}
+
+
+def test_chat_client_on_a_native_responses_upstream(routes: Routes) -> None:
+    c = client(routes)
+    out = c.chat.completions.create(model="native-x", messages=[{"role": "user", "content": ASK}])
+    assert out.choices[0].message.content == f"Reply to: {ASK}"
