@@ -13,6 +13,9 @@ minimal HTTP/1.1 client. Phases:
      one request at a time (goal: p50 overhead <= 40 ms on a 2-core CPU);
   3. streaming: time to first token and to the last byte, directly and through the proxy, with no
      detectors and with the default policy (guarded streaming holds text back until it is checked).
+  4. every route (issue 17, benchmarks/proxy_routes.py): /v1/embeddings, /v1/messages (Anthropic) and
+     /v1/responses beside a /v1/chat/completions reference row, one at a time, with no detectors and
+     with the default policy.
 
 The baseline is the same client talking straight to the upstream. No eval data is needed.
 """
@@ -33,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks.proxy_routes import route_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM_MODULE = ROOT / "tests" / "guardrails" / "proxy" / "proxy_upstream.py"
@@ -312,7 +317,8 @@ async def open_loop(port: int, body: bytes, rate: float, duration: float, path: 
     return out
 
 
-async def sequential(port: int, body: bytes, n: int, stream: bool = False, concurrency: int = 1) -> Sample:
+async def sequential(port: int, body: bytes, n: int, stream: bool = False, concurrency: int = 1,
+                     path: str = "/v1/chat/completions") -> Sample:
     out = Sample()
     pool = Pool(port)
     t0 = time.perf_counter()
@@ -324,7 +330,7 @@ async def sequential(port: int, body: bytes, n: int, stream: bool = False, concu
             first: list[float] = []
             s = time.perf_counter()
             try:
-                status, data, headers = await c.request("POST", "/v1/chat/completions", body,  # type: ignore[misc]
+                status, data, headers = await c.request("POST", path, body,  # type: ignore[misc]
                                                         first_token=first if stream else None, want_headers=True)
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 out.fail(type(exc).__name__)
@@ -407,6 +413,8 @@ async def run(args: argparse.Namespace) -> int:
             sp = await sequential(px.port, stream_body, n_stream, stream=True)
             rows.append(_row("no detectors, stream 1,000 chars in 40 chunks: time to first token", sd, sp, "ttft"))
             rows.append(_row("no detectors, stream: to the last byte", sd, sp))
+            rows += await route_rows(sequential, _row, up.port, px.port, n_default, "no detectors",  # issue 17
+                                     "Hello there, please answer briefly: what is the capital of France?", "Paris.", errs)
         finally:
             px.stop()
         # ---- 2a: the previous default policy (lexical toxicity, no injection check), the baseline of 2
@@ -450,6 +458,8 @@ async def run(args: argparse.Namespace) -> int:
                 sdp = await sequential(pd.port, stream_body, n_stream, stream=True)
                 rows.append(_row("default policy, stream 1,000 chars in 40 chunks: time to first token", sdd, sdp, "ttft"))
                 rows.append(_row("default policy, stream: to the last byte", sdd, sdp))
+                rows += await route_rows(sequential, _row, up.port, pd.port, n_default, "default policy",  # issue 17
+                                         PROMPT_1K, ANSWER_1K, errs)
             finally:
                 pd.stop()
             # the proxy reports its check time per call (Server-Timing): the rest of the overhead is its own

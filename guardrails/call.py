@@ -88,6 +88,7 @@ class Call(Generic[T]):
         self.plan: Plan | None = None  # the experiment variant and licence of this call (guardrails.callplan)
         self.input_ms = 0.0
         self.output_ms = 0.0
+        self.unchecked: tuple[tuple[str, int], ...] = ()  # non-text parts forwarded unchecked (wire.unchecked_parts)
 
     @property
     def model_to_send(self) -> str | None:
@@ -252,6 +253,7 @@ class Call(Generic[T]):
             upstream_ms=self.upstream_ms, total_ms=(time.perf_counter() - self._t0) * 1000, status=status,
             error=error, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
             final_action=final if final is not None else self.final_action(), streamed=self.streamed,
+            unchecked=self.unchecked,
             **(self.plan.record_fields() if self.plan is not None else {}),
         )
 

@@ -117,11 +117,14 @@ class Access(_Model):
 
 class Upstream(_Model):
     name: str = Field(pattern=NAME_RE)
-    kind: Literal["openai", "azure", "echo"] = "openai"
+    kind: Literal["openai", "azure", "echo", "anthropic"] = "openai"
     url: str | None = None
     api_key_env: str | None = Field(None, description="environment variable holding this upstream's key")
-    api_version: str | None = Field(None, description="Azure OpenAI api-version")
+    api_version: str | None = Field(None, description="Azure OpenAI api-version; kind anthropic: anthropic-version "
+                                                      "(default 2023-06-01)")
     models: list[str] = Field(default_factory=lambda: ["*"])
+    api: Literal["chat", "responses"] = Field("chat", description="kind openai: the API this upstream serves chat-shaped "
+                                              "calls with; responses: it speaks the Responses API natively")
     connect_timeout_s: float = Field(5.0, gt=0)
     timeout_s: float = Field(120.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
@@ -377,6 +380,8 @@ def _semantic_errors(policy: Policy, registry: Any) -> Iterable[tuple[tuple[Any,
             yield ("upstreams", i, "url"), f"upstream {u.name!r} of kind {u.kind!r} needs a url"
         if u.url and not re.match(r"^https?://", u.url):
             yield ("upstreams", i, "url"), "url must start with http:// or https://"
+        if u.api == "responses" and u.kind != "openai":
+            yield ("upstreams", i, "api"), f"api: responses is for kind openai, not {u.kind!r}"
     if not policy.upstreams:
         yield ("upstreams",), "at least one upstream is required (kind: echo needs no model)"
     if policy.default_upstream and policy.default_upstream not in up_names:

@@ -252,3 +252,5 @@ class CallRecord:
     experiment: str | None = None  # the experiment that assigned this call (guardrails.experiments)
     variant: str | None = None  # its variant
     licence: str | None = None  # the licence id of the model used (guardrails.licences)
+    # non-text parts forwarded unchecked (issue 17): (kind, count), e.g. (("image_url", 2),)
+    unchecked: tuple[tuple[str, int], ...] = ()

@@ -35,7 +35,7 @@ COLUMNS: tuple[str, ...] = (
     "policy_version", "final", "input_action", "output_action", "categories", "findings", "route_rule",
     "detector_errors", "status", "error", "streamed", "total_ms", "upstream_ms", "checks", "prompt_tokens",
     "completion_tokens", "text_mode", "input_text", "output_text", "v", "prev", "hash",
-    "experiment", "variant", "licence",
+    "experiment", "variant", "licence", "unchecked",
 )
 _NESTED = ("categories", "findings", "detector_errors", "checks", "input_text", "output_text")
 
@@ -85,6 +85,7 @@ def flat_row(body: dict[str, Any], hash_: str, *, evidence_as_text: bool = True)
         "v": body.get("v"), "prev": body["prev"], "hash": hash_,
         "experiment": (body.get("experiment") or {}).get("name"), "variant": (body.get("experiment") or {}).get("variant"),
         "licence": body.get("licence"),
+        "unchecked": canonical(body["unchecked"]) if body.get("unchecked") else None,
     }
 
 
@@ -120,6 +121,8 @@ def body_from_row(row: dict[str, Any]) -> tuple[dict[str, Any], str]:
         body["experiment"] = {"name": row["experiment"], "variant": row.get("variant")}
     if row.get("licence") is not None:
         body["licence"] = row["licence"]
+    if row.get("unchecked"):
+        body["unchecked"] = json.loads(row["unchecked"])
     return body, row["hash"]
 
 

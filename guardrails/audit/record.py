@@ -361,6 +361,8 @@ def build_body(rec: CallRecord, *, policy_id: str, policy_version: str, text_mod
         body["experiment"] = {"name": _short(rec.experiment, 64), "variant": _short(rec.variant, 140)}
     if rec.licence is not None:
         body["licence"] = _short(rec.licence, 100)
+    if rec.unchecked:  # issue 17: non-text parts (images, audio, files) forwarded without a check
+        body["unchecked"] = {_short(k, 64): int(n) for k, n in rec.unchecked}
     return body
 
 

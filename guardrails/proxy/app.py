@@ -26,8 +26,9 @@ from guardrails.proxy.errors import ACTION_HEADER, REQUEST_ID_HEADER, ProxyError
 from guardrails.proxy.metrics import Metrics
 from guardrails.proxy.dashboard import register as register_dashboard
 from guardrails.proxy.state import ProxyState, audit_source, authenticate, request_id, state_of
-from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse, ModelList
-from guardrails.proxy.upstream import Upstreams
+from guardrails.proxy.schemas import (AnthropicMessagesRequest, ChatCompletionRequest, CompletionRequest,
+                                      EmbeddingRequest, ErrorResponse, ModelList, ResponsesRequest)
+from guardrails.proxy.upstreams import Upstreams
 from guardrails.ratelimit import RateLimiter, open_rate_limiter
 from guardrails.runtime import Runtime, abuild_runtime, limit_blas_threads
 from guardrails.settings import Settings
@@ -205,6 +206,22 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
     async def completions(request: Request) -> Response:
         return await ProxyCall(request, "completions").run()
 
+    # issue 17: the same call lifecycle behind the other routes today's clients speak (guardrails.proxy.routes)
+    @app.post("/v1/embeddings", responses=_ERR_RESPONSES, openapi_extra=_body_schema(EmbeddingRequest),
+              summary="Embeddings, input guarded (redaction and pseudonymisation apply before embedding)")
+    async def embeddings(request: Request) -> Response:
+        return await ProxyCall(request, "embeddings").run()
+
+    @app.post("/v1/messages", responses=_ERR_RESPONSES, openapi_extra=_body_schema(AnthropicMessagesRequest),
+              summary="Anthropic Messages (stream or not), guarded; errors in Anthropic's shape")
+    async def messages(request: Request) -> Response:
+        return await ProxyCall(request, "messages").run()
+
+    @app.post("/v1/responses", responses=_ERR_RESPONSES, openapi_extra=_body_schema(ResponsesRequest),
+              summary="OpenAI Responses (stream or not), guarded, translated to chat completions")
+    async def responses(request: Request) -> Response:
+        return await ProxyCall(request, "responses").run()
+
     @app.get("/v1/models", responses={**_ERR_RESPONSES, 200: {"model": ModelList}}, summary="Models this caller may use")
     async def models(request: Request) -> Response:
         rid = request_id(request)
@@ -286,7 +303,8 @@ def create_app(runtime_or_settings: Runtime | Settings | None = None, *, host: s
             return app.openapi_schema
         schema = default_openapi()
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (ChatCompletionRequest, CompletionRequest):
+        for model in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, AnthropicMessagesRequest,
+                      ResponsesRequest):
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(js.pop("$defs", {}))
             comps[model.__name__] = js

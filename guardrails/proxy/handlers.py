@@ -1,7 +1,11 @@
 """The proxy's side of a guarded call: HTTP only. Authenticate, rate-limit, read and parse the body,
 then hand the lifecycle to `guardrails.call.Call` (access, input decision, route, output checks,
 restoring, the one audit record) and the wire codec (`guardrails.wire.openai`), and frame the answer
-as JSON or as server-sent events. Errors become OpenAI-style error bodies, never a 500.
+as JSON or as server-sent events. Errors become error bodies in the route's shape, never a 500.
+
+Every route (chat, completions, embeddings, Anthropic messages, responses) runs this one class; what
+differs between them is a `guardrails.proxy.routes.RouteCodec` (schema, translation to the OpenAI
+shape the checks read, answer shape, event framing, error shape).
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ from guardrails.answer import ChunkGuard, MalformedStream
 from guardrails.call import Call, NoRoute
 from guardrails.errors import AccessDenied
 from guardrails.policy import Role
-from guardrails.proxy.errors import ACTION_HEADER, REQUEST_ID_HEADER, ProxyError, UpstreamError, dumps, json_response
-from guardrails.proxy.schemas import ChatCompletionRequest, CompletionRequest, parse_body, validate
+from guardrails.proxy.errors import ACTION_HEADER, REQUEST_ID_HEADER, ProxyError, UpstreamError, json_response
+from guardrails.proxy.route_anthropic import MessagesCodec
+from guardrails.proxy.route_responses import ResponsesCodec
+from guardrails.proxy.routes import CompletionsCodec, EmbeddingsCodec, RouteCodec
+from guardrails.proxy.schemas import parse_body
 from guardrails.proxy.state import ProxyState, authenticate, request_id, state_of
-from guardrails.proxy.upstream import Endpoint, UpstreamClient
+from guardrails.proxy.upstream import Endpoint
+from guardrails.proxy.upstreams import UpstreamClient
 from guardrails.types import Action, CallContext, CallRecord, Principal
 from guardrails.wire import openai as wire
 
@@ -37,11 +45,20 @@ UNAUTHENTICATED = Principal(id="unauthenticated", role="none")  # who a call is 
 _DRAIN_LIMIT = 64 * 1024 * 1024
 
 
+def codec_for(name: str) -> RouteCodec:
+    """The codec of a route by name (chat, completions, embeddings, messages, responses)."""
+    codecs: dict[str, type[RouteCodec]] = {"chat": RouteCodec, "completions": CompletionsCodec,
+                                           "embeddings": EmbeddingsCodec, "messages": MessagesCodec,
+                                           "responses": ResponsesCodec}
+    return codecs[name]()
+
+
 class ProxyCall:
-    def __init__(self, request: Request, kind: wire.Kind):
+    def __init__(self, request: Request, route: RouteCodec | str):
         self.request = request
-        self.kind = kind
-        self.endpoint: Endpoint = "chat/completions" if kind == "chat" else "completions"
+        self.codec = route if isinstance(route, RouteCodec) else codec_for(route)
+        self.kind = self.codec.kind  # the answer kind the output checks read (None: no text answer)
+        self.endpoint: Endpoint = self.codec.endpoint
         self.rid = request_id(request)
         self.path = request.url.path
         self.st: ProxyState | None = None
@@ -50,6 +67,7 @@ class ProxyCall:
         self.model: str | None = None
         self.upstream: str | None = None
         self.streaming = False
+        self.request_data: dict[str, Any] = {}
         self.t0 = time.perf_counter()
         self.started_at = time.time()
 
@@ -111,21 +129,22 @@ class ProxyCall:
         except ProxyError as exc:
             if isinstance(exc, UpstreamError) and self.st is not None and self.upstream:
                 self.st.metrics.upstream_errors.labels(self.upstream, exc.kind).inc()
-            response, status, error = exc.response(self.rid), exc.status, exc.code
+            response, status, error = self.codec.error_response(exc, self.rid), exc.status, exc.code
             final = Action.BLOCK if exc.action in ("block", "deny") else None
         except AccessDenied as exc:
             err = ProxyError(exc.status, str(exc), exc.code, action="deny", retry_after=exc.retry_after)
-            response, status, error, final = err.response(self.rid), exc.status, exc.code, Action.BLOCK
+            response, status, error, final = self.codec.error_response(err, self.rid), exc.status, exc.code, Action.BLOCK
         except ClientDisconnect:
             err = ProxyError(400, "The client went away before the request was read.", "client_disconnected")
-            response, status, error, final = err.response(self.rid), 499, "client_disconnected", None
+            response, status, error, final = self.codec.error_response(err, self.rid), 499, "client_disconnected", None
         except Exception as exc:  # noqa: BLE001 - never a 500
             log.exception("request %s failed", self.rid)
             err = ProxyError(502, "The proxy failed to complete the request.", "proxy_error")
-            response, status, error, final = err.response(self.rid), 502, f"proxy_error:{type(exc).__name__}", None
+            response, status, error, final = (self.codec.error_response(err, self.rid), 502,
+                                              f"proxy_error:{type(exc).__name__}", None)
         if not await self._record(status, error, final):
-            return ProxyError(503, "The audit log is unavailable, so the answer is withheld.", "audit_unavailable"
-                              ).response(self.rid)
+            return self.codec.error_response(ProxyError(
+                503, "The audit log is unavailable, so the answer is withheld.", "audit_unavailable"), self.rid)
         return response
 
     # -- steps --------------------------------------------------------------------------------
@@ -172,7 +191,7 @@ class ProxyCall:
                                  "rate_limit_exceeded", action="deny", retry_after=wait)
         raw = await self._read_body(role)
         data = parse_body(raw)
-        req = validate(ChatCompletionRequest if self.kind == "chat" else CompletionRequest, data)
+        req = self.codec.validate(data)
         self.model = req.model
         access.check_model(role, self.principal, req.model)
         client = st.upstreams.for_model(req.model)
@@ -185,7 +204,10 @@ class ProxyCall:
         call._t0, call.started_at = self.t0, self.started_at
         await call.admit()  # role, model, experiment variant and licence (AccessDenied: audited)
 
-        found = wire.read_request(data, self.kind, pass_fields=policy.wire.pass_fields)
+        self.request_data = data  # as the client sent it (the codec answers in its terms)
+        data = self.codec.to_wire(data, policy.wire.pass_fields)  # the OpenAI-shaped request (Anthropic and Responses: translated)
+        found = self.codec.read(data, policy.wire.pass_fields)
+        call.unchecked = wire.unchecked_parts(data)  # images, audio, files: forwarded unchecked, recorded
         dec = await call.check_input(found.texts, found.roles)
         if dec.blocked:
             cats = list(dec.blocking_categories or dec.categories)
@@ -199,7 +221,7 @@ class ProxyCall:
         body = wire.write_request(data, found, dec.texts, hash_key=st.runtime.pipeline.hash_key)
         if call.model_to_send != req.model:  # an experiment variant's model
             body["model"] = call.model_to_send
-        if req.stream:
+        if self.codec.streamed(req):
             return await self._stream(call, client, body)
         return await self._plain(call, client, body)
 
@@ -207,13 +229,18 @@ class ProxyCall:
         t = time.perf_counter()
         resp = await client.complete(self.endpoint, body)
         call.model_done(t)
-        try:
-            wire.read_answer(resp, self.kind)
-        except ValueError:
-            raise UpstreamError(502, "Upstream answered with a malformed choice.", "upstream_bad_response",
-                                kind="malformed") from None
-        # The echo upstream exists to show what the model receives: its answers keep the placeholders.
-        dec, out = await call.check_answer(resp, self.kind, restore=client.spec.kind != "echo", record=False)
+        if self.kind is None:  # embeddings: vectors, no text to check or restore
+            call.usage(resp)
+            out = resp
+        else:
+            try:
+                wire.read_answer(resp, self.kind)
+            except ValueError:
+                raise UpstreamError(502, "Upstream answered with a malformed choice.", "upstream_bad_response",
+                                    kind="malformed") from None
+            # The echo upstream exists to show what the model receives: its answers keep the placeholders.
+            dec, out = await call.check_answer(resp, self.kind, restore=client.spec.kind != "echo", record=False)
+            out = self.codec.answer(out, self.request_data, self.rid)
         headers = self._headers(call.final_action().label)
         headers["server-timing"] = (f"input;dur={call.input_ms:.2f}, upstream;dur={call.upstream_ms or 0:.2f}, "
                                     f"output;dur={call.output_ms:.2f}")
@@ -226,6 +253,7 @@ class ProxyCall:
         t = time.perf_counter()
         events = await stack.enter_async_context(client.stream(self.endpoint, body))  # errors here: a status
         self.streaming = True
+        assert self.kind is not None
         guard = call.chunk_guard(self.kind, restore=client.spec.kind != "echo")
         assert call.input is not None
         return StreamingResponse(self._relay(call, guard, events, stack, t), media_type="text/event-stream",
@@ -257,15 +285,12 @@ class ProxyCall:
         return UpstreamError(502, f"Upstream {self.upstream!r} sent a malformed stream event.", "upstream_bad_stream",
                              kind="malformed")
 
-    @staticmethod
-    def _sse(obj: dict[str, Any]) -> bytes:
-        return b"data: " + dumps(obj) + b"\n\n"
-
     async def _relay(self, call: Call[UpstreamClient], guard: ChunkGuard, events: AsyncIterator[dict[str, Any]],
                      stack: AsyncExitStack, t_up: float) -> AsyncIterator[bytes]:
         st = self.st
         assert st is not None
         status, error = 200, None
+        framer = self.codec.framer(self.rid, call.model_to_send, self.request_data)
         q: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
         pump = asyncio.ensure_future(self._pump(events, q))
         try:
@@ -291,27 +316,31 @@ class ProxyCall:
                         out = await guard.feed(evs)
                     except MalformedStream:
                         raise self._malformed() from None
-                    for chunk in out:
-                        yield self._sse(chunk)
+                    for frame in framer.chunks(out):
+                        yield frame
                 if guard.blocked is None:
-                    for chunk in await guard.finish():
-                        yield self._sse(chunk)
+                    for frame in framer.chunks(await guard.finish()):
+                        yield frame
                 if guard.blocked is not None:
                     decision = guard.blocked
-                    for chunk in guard.refusal(decision.message or st.policy.messages.block_output):
-                        yield self._sse(chunk)
-                yield b"data: [DONE]\n\n"
+                    for frame in framer.chunks(guard.refusal(decision.message or st.policy.messages.block_output)):
+                        yield frame
+                for frame in framer.end():
+                    yield frame
             except UpstreamError as exc:
                 status, error = exc.status, exc.code
                 st.metrics.upstream_errors.labels(self.upstream or "", exc.kind).inc()
-                yield self._sse(exc.body(self.rid))
+                for frame in framer.error(self.codec.error_body(exc, self.rid)):
+                    yield frame
         except (asyncio.CancelledError, GeneratorExit):
             status, error = 499, "client_disconnected"
             raise
         except Exception as exc:  # noqa: BLE001 - never leave a stream hanging
             log.exception("stream %s failed", self.rid)
             status, error = 502, f"proxy_error:{type(exc).__name__}"
-            yield self._sse(ProxyError(502, "The proxy failed mid-stream.", "proxy_error").body(self.rid))
+            for frame in framer.error(self.codec.error_body(
+                    ProxyError(502, "The proxy failed mid-stream.", "proxy_error"), self.rid)):
+                yield frame
         finally:
             with anyio.CancelScope(shield=True):
                 pump.cancel()

@@ -51,6 +51,51 @@ class CompletionRequest(_Open):
     stream_options: StreamOptions | None = None
 
 
+class EmbeddingRequest(_Open):
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[str] = Field(description="text inputs only: token-id inputs cannot be checked")
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1, le=65536)
+    user: str | None = None
+
+
+class AnthropicBlock(_Open):
+    type: str = Field(min_length=1, max_length=64)
+
+
+class AnthropicMessage(_Open):
+    role: Literal["user", "assistant"]
+    content: str | list[AnthropicBlock]
+
+
+class AnthropicMessagesRequest(_Open):
+    """POST /v1/messages (Anthropic Messages API)."""
+
+    model: str = Field(min_length=1, max_length=256)
+    max_tokens: int = Field(ge=1)
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[AnthropicBlock] | None = None
+    stream: bool | None = False
+    tools: list[dict[str, Any]] | None = None
+    stop_sequences: list[str] | None = None
+
+
+class ResponseItem(_Open):
+    type: str | None = Field(None, max_length=64)
+    role: str | None = Field(None, max_length=64)
+
+
+class ResponsesRequest(_Open):
+    """POST /v1/responses (OpenAI Responses API), translated to chat completions."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[ResponseItem]
+    instructions: str | None = None
+    stream: bool | None = False
+    max_output_tokens: int | None = Field(None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -112,7 +157,8 @@ def parse_body(raw: bytes) -> Any:
                          "invalid_json") from None
 
 
-_UNION_TAGS = {"str", "int", "float", "bool", "none", "ContentPart", "StreamOptions", "ChatMessage"}
+_UNION_TAGS = {"str", "int", "float", "bool", "none", "ContentPart", "StreamOptions", "ChatMessage", "AnthropicBlock",
+               "AnthropicMessage", "ResponseItem"}
 
 
 def validate(model: type[BaseModel], data: Any) -> Any:

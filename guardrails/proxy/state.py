@@ -15,7 +15,7 @@ from guardrails.keys import KeyCache
 from guardrails.policy import Policy
 from guardrails.proxy.errors import ProxyError
 from guardrails.proxy.metrics import Metrics
-from guardrails.proxy.upstream import Upstreams
+from guardrails.proxy.upstreams import Upstreams
 from guardrails.ratelimit import RateLimiter
 from guardrails.runtime import Runtime
 from guardrails.types import Principal
@@ -56,7 +56,7 @@ def presented_key(request: Request) -> str | None:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    key = request.headers.get("api-key")  # Azure OpenAI clients
+    key = request.headers.get("api-key") or request.headers.get("x-api-key")  # Azure OpenAI / Anthropic clients
     return key.strip() if key and key.strip() else None
 
 

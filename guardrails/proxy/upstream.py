@@ -19,16 +19,15 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 from urllib.parse import quote
 
-from guardrails.access import glob_match
 from guardrails.policy import Upstream
 from guardrails.proxy import http11
 from guardrails.proxy.errors import UpstreamError
 
 log = logging.getLogger("trustwall.proxy.upstream")
-Endpoint = Literal["chat/completions", "completions"]
+Endpoint = Literal["chat/completions", "completions", "embeddings"]
 
 
-def _encode(body: dict[str, Any]) -> bytes:
+def encode_body(body: dict[str, Any]) -> bytes:
     # ASCII escapes keep lone surrogates (valid in JSON, not in UTF-8) transportable.
     return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
@@ -41,7 +40,7 @@ def _ident(value: Any) -> str | None:
     return value if isinstance(value, str) and _IDENT.fullmatch(value) else None
 
 
-def _upstream_error_from(status: int, raw: bytes, name: str, headers: dict[str, str] | None = None) -> UpstreamError:
+def upstream_error_from(status: int, raw: bytes, name: str, headers: dict[str, str] | None = None) -> UpstreamError:
     """Turn an upstream's error answer into ours. The upstream's own message is never passed on (it can
     quote the prompt or carry text no check has read): the caller gets a message of ours that names the
     upstream's status and its error code, type and param when those are plain identifiers."""
@@ -74,7 +73,7 @@ def _upstream_error_from(status: int, raw: bytes, name: str, headers: dict[str, 
                          "upstream_error", kind="status")
 
 
-def _transport_error(exc: Exception, name: str) -> UpstreamError:
+def transport_error(exc: Exception, name: str) -> UpstreamError:
     if isinstance(exc, (http11.ConnectTimeout, http11.ReadTimeout)):
         what = "connecting to" if isinstance(exc, http11.ConnectTimeout) else "waiting for"
         return UpstreamError(504, f"Timed out {what} upstream {name!r}.", "upstream_timeout", kind="timeout")
@@ -120,6 +119,50 @@ async def sse_events(lines: AsyncIterator[str], name: str) -> AsyncIterator[dict
                 yield event
 
 
+def check_answer_shape(data: Any, endpoint: Endpoint, name: str) -> dict[str, Any]:
+    """A plain answer must hold a list of choices (a list of `data` items for embeddings)."""
+    field = "data" if endpoint == "embeddings" else "choices"
+    if not isinstance(data, dict) or not isinstance(data.get(field), list):
+        raise UpstreamError(502, f"Upstream {name!r} answered without {field}.", "upstream_bad_response",
+                            kind="malformed")
+    return data
+
+
+def echo_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit-length vector for `text` (the echo upstream's embedding): equal texts give
+    equal vectors, different texts (a name and its placeholder) different ones."""
+    import hashlib
+    import math
+
+    raw = b""
+    counter = 0
+    while len(raw) < 2 * dimensions:
+        raw += hashlib.sha256(f"{counter}:{text}".encode("utf-8", "surrogatepass")).digest()
+        counter += 1
+    vals = [(int.from_bytes(raw[2 * i:2 * i + 2], "little") - 32768) / 32768 for i in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in vals)) or 1.0
+    return [v / norm for v in vals]
+
+
+def embedding_answer(inputs: list[str], body: dict[str, Any], vector: Any) -> dict[str, Any]:
+    """An OpenAI embeddings answer for `inputs` (float lists, or base64 float32 when asked)."""
+    import base64
+    import struct
+
+    dims = body.get("dimensions")
+    dims = dims if isinstance(dims, int) and 1 <= dims <= 4096 else 8
+    data = []
+    for i, text in enumerate(inputs):
+        vec = vector(text, dims)
+        emb: Any = vec
+        if body.get("encoding_format") == "base64":
+            emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    words = sum(len(t.split()) for t in inputs)
+    return {"object": "list", "data": data, "model": str(body.get("model", "echo")),
+            "usage": {"prompt_tokens": words, "total_tokens": words}}
+
+
 class HTTPUpstream:
     """An OpenAI-compatible (kind openai) or Azure OpenAI (kind azure) server."""
 
@@ -131,16 +174,17 @@ class HTTPUpstream:
         if spec.api_key_env and not key:
             log.warning("upstream %s: environment variable %s is not set; calling without a key", spec.name,
                         spec.api_key_env)
-        if key:
-            if spec.kind == "azure":
-                headers["api-key"] = key
-            else:
-                headers["authorization"] = f"Bearer {key}"
+        headers.update(self.auth_headers(key))
         headers["content-type"] = "application/json"
         headers["accept-encoding"] = "identity"
         self._client = http11.HTTP11Client(spec.url or "", headers=headers, connect_timeout=spec.connect_timeout_s,
                                            read_timeout=spec.timeout_s)
         self._models: tuple[float, list[str]] | None = None
+
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        if not key:
+            return {}
+        return {"api-key": key} if self.spec.kind == "azure" else {"authorization": f"Bearer {key}"}
 
     def path(self, endpoint: Endpoint, model: str) -> str:
         if self.spec.kind == "azure":
@@ -150,21 +194,18 @@ class HTTPUpstream:
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            resp = await self._client.request("POST", self.path(endpoint, str(body.get("model", ""))), _encode(body))
+            resp = await self._client.request("POST", self.path(endpoint, str(body.get("model", ""))), encode_body(body))
         except http11.HTTPError as exc:
-            raise _transport_error(exc, self.name) from None
+            raise transport_error(exc, self.name) from None
         raw = resp.content or b""
         if resp.status_code >= 400:
-            raise _upstream_error_from(resp.status_code, raw, self.name, resp.headers)
+            raise upstream_error_from(resp.status_code, raw, self.name, resp.headers)
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise UpstreamError(502, f"Upstream {self.name!r} answered with malformed JSON.", "upstream_bad_response",
                                 kind="malformed") from None
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError(502, f"Upstream {self.name!r} answered without choices.", "upstream_bad_response",
-                                kind="malformed")
-        return data
+        return check_answer_shape(data, endpoint, self.name)
 
     @asynccontextmanager
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
@@ -172,17 +213,17 @@ class HTTPUpstream:
         with a status); errors later raise from the iterator. Leaving the block early closes the
         connection, which cancels the generation upstream."""
         try:
-            resp = await self._client.request("POST", self.path(endpoint, str(body.get("model", ""))), _encode(body),
+            resp = await self._client.request("POST", self.path(endpoint, str(body.get("model", ""))), encode_body(body),
                                               stream=True)
         except http11.HTTPError as exc:
-            raise _transport_error(exc, self.name) from None
+            raise transport_error(exc, self.name) from None
         try:
             if resp.status_code >= 400:
                 try:
                     raw = await resp.read()
                 except http11.HTTPError:
                     raw = b""
-                raise _upstream_error_from(resp.status_code, raw, self.name, resp.headers)
+                raise upstream_error_from(resp.status_code, raw, self.name, resp.headers)
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
                 raise UpstreamError(502, f"Upstream {self.name!r} did not answer with an event stream.",
@@ -196,7 +237,7 @@ class HTTPUpstream:
             async for event in sse_events(resp.aiter_lines(), self.name):
                 yield event
         except http11.HTTPError as exc:
-            raise _transport_error(exc, self.name) from None
+            raise transport_error(exc, self.name) from None
         except UnicodeDecodeError:
             raise UpstreamError(502, f"Upstream {self.name!r} sent invalid UTF-8.", "upstream_bad_stream",
                                 kind="malformed") from None
@@ -264,6 +305,10 @@ class EchoUpstream:
         return n if isinstance(n, int) and 1 <= n <= 16 else 1
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        if endpoint == "embeddings":
+            inp = body.get("input")
+            inputs = [inp] if isinstance(inp, str) else [x for x in inp or [] if isinstance(x, str)]
+            return embedding_answer(inputs, body, echo_vector)
         answers = self.answers(endpoint, body)
         model = str(body.get("model", "echo"))
         words = sum(len(a.split()) for a in answers)
@@ -312,60 +357,3 @@ class EchoUpstream:
 
     async def aclose(self) -> None:
         return None
-
-
-UpstreamClient = HTTPUpstream | EchoUpstream
-
-
-def make_upstream(spec: Upstream) -> UpstreamClient:
-    return EchoUpstream(spec) if spec.kind == "echo" else HTTPUpstream(spec)
-
-
-class Upstreams:
-    """The policy's upstreams by name, and the model-name-to-upstream map."""
-
-    def __init__(self, specs: Iterable[Upstream], default: str):
-        self.clients: dict[str, UpstreamClient] = {s.name: make_upstream(s) for s in specs}
-        self.default = default
-
-    def __getitem__(self, name: str) -> UpstreamClient:
-        return self.clients[name]
-
-    def for_model(self, model: str) -> UpstreamClient | None:
-        """The upstream serving `model`: an exact name beats a glob, a glob beats '*'; among equals the
-        default upstream wins, then policy order."""
-        best: tuple[int, int, int] | None = None
-        chosen: UpstreamClient | None = None
-        for order, c in enumerate(self.clients.values()):
-            score = -1
-            for p in c.spec.models:
-                if p == model:
-                    score = max(score, 2)
-                elif p != "*" and glob_match(model, [p]):
-                    score = max(score, 1)
-                elif p == "*":
-                    score = max(score, 0)
-            if score < 0:
-                continue
-            key = (score, 1 if c.name == self.default else 0, -order)
-            if best is None or key > best:
-                best, chosen = key, c
-        return chosen
-
-    async def model_names(self) -> dict[str, str]:
-        """Model id -> upstream name: names the policy lists, plus what openai-kind upstreams with
-        glob patterns report at GET /models (filtered by those patterns)."""
-        out: dict[str, str] = {}
-        for c in self.clients.values():
-            concrete = [m for m in c.spec.models if not any(ch in m for ch in "*?[")]
-            for m in concrete:
-                out.setdefault(m, c.name)
-            if len(concrete) < len(c.spec.models):
-                for m in await c.models():
-                    if glob_match(m, c.spec.models):
-                        out.setdefault(m, c.name)
-        return out
-
-    async def aclose(self) -> None:
-        for c in self.clients.values():
-            await c.aclose()

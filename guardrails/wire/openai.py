@@ -189,6 +189,29 @@ def refused_answer(resp: dict[str, Any] | None, kind: Kind, message: str, *, req
     return out
 
 
+UNCHECKED_PAYLOADS = ("image_url", "input_audio", "file")
+
+
+def unchecked_parts(body: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The non-text payloads of a request's messages that no text check reads and that are forwarded as
+    they are (images, audio, files), counted by kind, for the audit record."""
+    counts: dict[str, int] = {}
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k in UNCHECKED_PAYLOADS and x:
+                    counts[k] = counts.get(k, 0) + 1
+                else:
+                    walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(body.get("messages"))
+    return tuple(sorted(counts.items()))
+
+
 def usage(obj: Any) -> tuple[int | None, int | None]:
     u = obj.get("usage") if isinstance(obj, dict) else None
     if not isinstance(u, dict):
@@ -198,4 +221,4 @@ def usage(obj: Any) -> tuple[int | None, int | None]:
 
 
 __all__ = ["AnswerTexts", "Kind", "RequestTexts", "get", "hash_id", "is_arguments", "json_escape", "read_answer",
-           "read_request", "refused_answer", "usage", "write_answer", "write_request"]
+           "read_request", "refused_answer", "unchecked_parts", "usage", "write_answer", "write_request"]

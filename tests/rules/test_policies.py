@@ -33,6 +33,7 @@ CASES: dict[str, tuple[str | None, int | None, str]] = {
     "bad_stage.yaml": ("detectors[0].stages[1]", 5, "during"),
     "not_a_mapping.yaml": (None, 1, "must be a YAML mapping"),
     "upstream_without_url.yaml": ("upstreams[0].url", 3, "needs a url"),
+    "responses_api_wrong_kind.yaml": ("upstreams[0].api", 6, "api: responses is for kind openai"),  # issue 17
     "unknown_option.yaml": ("detectors[0].options.words", 6, "unknown field"),
     # issue 18: experiments and licences
     "experiment_zero_weights.yaml": ("experiments[0].variants", 8, "must sum to a positive number"),

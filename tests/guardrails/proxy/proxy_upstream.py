@@ -165,6 +165,16 @@ def make_upstream_app(name: str = "upstream", log: UpstreamLog | None = None, re
     async def azure_chat(request: Request, deployment: str) -> Response:
         return await handle(request, "chat")
 
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        from guardrails.proxy.upstream import echo_vector, embedding_answer
+
+        body = await request.json()
+        if record:
+            log.requests.append(body)
+        inp = body.get("input")
+        return JSONResponse(embedding_answer([inp] if isinstance(inp, str) else list(inp or []), body, echo_vector))
+
     @app.get("/v1/models")
     async def models() -> Response:
         return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": name}
