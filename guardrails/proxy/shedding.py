@@ -9,8 +9,10 @@ while that many guarded calls are running is answered immediately:
     {"error": {"message": "The proxy is at capacity; retry shortly.", "type": "server_error",
                "code": "overloaded", ...}}
 
-so the load balancer / client retries elsewhere or later (the official openai client retries 503s with
-back-off by itself). Only the guarded routes count (POST /v1/chat/completions, /v1/completions); a call
+(on /v1/messages the same in Anthropic's shape, `{"type": "error", "error": {"type":
+"overloaded_error", ...}}`), so the load balancer / client retries elsewhere or later (the official openai client retries 503s with
+back-off by itself). Only the guarded routes count (POST /v1/chat/completions, /v1/completions,
+/v1/embeddings, /v1/messages, /v1/responses); a call
 counts until its last byte is sent (streams included). Health, readiness and metrics are never shed.
 One event loop per process: a plain counter, no lock.
 """
@@ -23,7 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guardrails.proxy.errors import ProxyError
 
-GUARDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+GUARDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
+                           "/v1/responses"})
 
 
 class LoadShedder:
@@ -81,7 +84,14 @@ class LoadShedMiddleware:
             rid = scope.get("state", {}).get("trustwall_request_id", "")
             err = ProxyError(503, "The proxy is at capacity; retry shortly.", "overloaded", type_="server_error",
                              retry_after=self.shedder.retry_after_s, action="shed")
-            await err.response(rid)(scope, receive, send)
+            resp = err.response(rid)
+            if scope.get("path") == "/v1/messages":  # Anthropic clients read their own error shape
+                from guardrails.proxy.errors import json_response
+                from guardrails.wire import anthropic
+
+                keep = {k: v for k, v in resp.headers.items() if k not in ("content-length", "content-type")}
+                resp = json_response(anthropic.error_body(503, err.message, rid, code=err.code), 503, keep)
+            await resp(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)

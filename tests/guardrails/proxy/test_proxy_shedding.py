@@ -80,11 +80,16 @@ def test_calls_over_the_bound_get_503_with_retry_after_at_once(gate, tmp_path):
             t0 = time.monotonic()
             shed = [c.post("/v1/chat/completions", json=body) for _ in range(5)]
             shed.append(c.post("/v1/completions", json={"model": "m", "prompt": "hi"}))
+            shed.append(c.post("/v1/embeddings", json={"model": "m", "input": "hi"}))
+            shed.append(c.post("/v1/messages", json={"model": "m", "max_tokens": 5,
+                                                      "messages": [{"role": "user", "content": "hi"}]}))
+            shed.append(c.post("/v1/responses", json={"model": "m", "input": "hi"}))
             assert time.monotonic() - t0 < 5  # answered at once, not queued behind the held calls
             for r in shed:
                 assert r.status_code == 503 and r.headers["retry-after"] == "1"
                 err = r.json()["error"]
-                assert err["code"] == "overloaded" and err["type"] == "server_error"
+                kind = "overloaded_error" if r.request.url.path == "/v1/messages" else "server_error"
+                assert err["code"] == "overloaded" and err["type"] == kind
                 assert r.headers["x-trustwall-request-id"] and r.headers["x-trustwall-action"] == "shed"
             assert gate.arrived == 3  # shed calls never reached the upstream
             assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200  # never shed
@@ -93,9 +98,9 @@ def test_calls_over_the_bound_get_503_with_retry_after_at_once(gate, tmp_path):
             assert [f.result().status_code for f in held] == [200, 200, 200]
             assert c.post("/v1/chat/completions", json=body).status_code == 200  # slots came back
         shedder: LoadShedder = p.server.config.app.state.shedder
-        assert shedder.inflight == 0 and shedder.peak == 3 and shedder.shed == 7
+        assert shedder.inflight == 0 and shedder.peak == 3 and shedder.shed == 10
         metrics = httpx.get(p.url + "/metrics").text
-        assert "trustwall_shed_total 7.0" in metrics and "trustwall_max_inflight 3.0" in metrics
+        assert "trustwall_shed_total 10.0" in metrics and "trustwall_max_inflight 3.0" in metrics
         assert "trustwall_inflight_calls 0.0" in metrics
         # the official client sees an APIStatusError 503 (and would retry it with back-off by itself)
         gate.open.clear()
