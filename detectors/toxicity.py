@@ -141,7 +141,7 @@ class ModelScorer(_BatchedScorer):
         self._windowed = bool(getattr(clf, "windowed", False))
         super().__init__(max_batch, max_wait_ms, workers, fn=self._run_windows if self._windowed else None)
         self.clf = clf
-        self._slice = max(1, int(max_batch)) * 2
+        self._slice = max(1, int(max_batch))
         self.categories = list(clf.categories)
         self._cache: OrderedDict[bytes, dict[str, float]] = OrderedDict()
         self._cache_size = cache_size

@@ -187,9 +187,9 @@ async def test_a_timed_out_long_text_stops_between_window_slices_and_others_run_
     from detectors.toxicity import ModelScorer
 
     clf = _SlowWindows()
-    scorer = ModelScorer(clf, max_batch=4, max_wait_ms=1.0, workers=1, cache_size=0)  # slices of 8 windows
+    scorer = ModelScorer(clf, max_batch=4, max_wait_ms=1.0, workers=1, cache_size=0)  # slices of 4 windows
     try:
-        long_text = "x" * 10 * 400  # 400 windows: 50 slices of 8, 0.2 s each (10 s if all ran)
+        long_text = "x" * 10 * 400  # 400 windows: 100 slices of 4, 0.2 s each (20 s if all ran)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(scorer.ascore([long_text]), timeout=0.5)
         short = await asyncio.wait_for(scorer.ascore(["hi"]), timeout=2.0)  # not queued behind 49 slices
