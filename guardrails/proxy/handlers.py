@@ -233,13 +233,12 @@ class ProxyCall:
             call.usage(resp)
             out = resp
         else:
-            try:
-                wire.read_answer(resp, self.kind)
-            except ValueError:
+            try:  # (the answer is read once, there; a malformed one raises before any check runs)
+                # The echo upstream exists to show what the model receives: its answers keep the placeholders.
+                dec, out = await call.check_answer(resp, self.kind, restore=client.spec.kind != "echo", record=False)
+            except wire.MalformedAnswer:
                 raise UpstreamError(502, "Upstream answered with a malformed choice.", "upstream_bad_response",
                                     kind="malformed") from None
-            # The echo upstream exists to show what the model receives: its answers keep the placeholders.
-            dec, out = await call.check_answer(resp, self.kind, restore=client.spec.kind != "echo", record=False)
             out = self.codec.answer(out, self.request_data, self.rid)
         headers = self._headers(call.final_action().label)
         headers["server-timing"] = (f"input;dur={call.input_ms:.2f}, upstream;dur={call.upstream_ms or 0:.2f}, "

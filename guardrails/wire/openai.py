@@ -130,11 +130,15 @@ class AnswerTexts:
     paths: tuple[Path, ...]
 
 
+class MalformedAnswer(ValueError):
+    """An answer with no list of choice objects."""
+
+
 def read_answer(resp: dict[str, Any], kind: Kind) -> AnswerTexts:
     """Every text of an answer: each choice's message (or text) and every other field, in order."""
-    choices = resp.get("choices")
+    choices = resp.get("choices") if isinstance(resp, dict) else None
     if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-        raise ValueError("the answer has no list of choices")
+        raise MalformedAnswer("the answer has no list of choices")
     found = answer_leaves(resp)
     return AnswerTexts(tuple(t for _, t in found), tuple(p for p, _ in found))
 
@@ -220,5 +224,6 @@ def usage(obj: Any) -> tuple[int | None, int | None]:
     return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
 
 
-__all__ = ["AnswerTexts", "Kind", "RequestTexts", "get", "hash_id", "is_arguments", "json_escape", "read_answer",
-           "read_request", "refused_answer", "unchecked_parts", "usage", "write_answer", "write_request"]
+__all__ = ["AnswerTexts", "Kind", "MalformedAnswer", "RequestTexts", "get", "hash_id", "is_arguments",
+           "json_escape", "read_answer", "read_request", "refused_answer", "unchecked_parts", "usage",
+           "write_answer", "write_request"]
