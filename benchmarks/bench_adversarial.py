@@ -70,20 +70,6 @@ def serve(app: Any, *, http: Any = "auto", lifespan: str = "on") -> Iterator[int
         thread.join(20)
 
 
-def visible(items: list[Any]) -> list[str]:
-    from guardrails.wire.fields import leaves, to_plain
-
-    joined: dict[tuple[Any, ...], str] = {}
-    for item in items:
-        if isinstance(item, str):
-            joined[("raw", len(joined))] = item
-            continue
-        for path, text in leaves(to_plain(item)):
-            key = tuple(p for p in path if p != "choices")
-            joined[key] = joined.get(key, "") + text
-    return list(joined.values())
-
-
 PROTOCOL_CASES = {
     "negative_content_length": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
     "two_content_lengths": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
@@ -179,10 +165,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                     if body.get("stream"):
                         return [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
                     return [r.json()]
-                sdk = {k: v for k, v in body.items() if k in ("model", "messages", "stream", "n", "user", "metadata",
-                                                               "stop", "response_format", "tools")}
-                extra = {k: v for k, v in body.items() if k not in sdk}
-                out = wrapped.chat.completions.create(**sdk, **({"extra_body": extra} if extra else {}))
+                out = wrapped.chat.completions.create(**hostile.sdk_kwargs(body))
                 return list(out) if body.get("stream") else [out]
 
             # answer fields
@@ -195,7 +178,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                         for stream in (False, True):
                             body = {"model": f"field:{field}:{payload}", "stream": stream,
                                     "messages": [{"role": "user", "content": "Tell me something."}]}
-                            seen = visible(via(way, body))
+                            seen = hostile.visible(via(way, body))
                             tried += 1
                             if any(hostile.PAYLOADS[payload] in t for t in seen):
                                 through += 1
@@ -246,7 +229,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 for i, name in enumerate(names):
                     body = {"model": "echo:", "messages": [{"role": "user", "content":
                                                             f"<PERSON_1> and <EMAIL_ADDRESS_1> wrote to {name}."}]}
-                    seen = " ".join(visible(via(way, body)))
+                    seen = " ".join(hostile.visible(via(way, body)))
                     tried += 1
                     through += ("<PERSON_1>" not in seen) or ("<EMAIL_ADDRESS_1>" not in seen)
 

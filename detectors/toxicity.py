@@ -189,7 +189,7 @@ class ModelScorer(_BatchedScorer):
 
         import numpy as np
 
-        if sum(len(t) for t in texts) > 20_000:  # tokenising a long text is work too: off the event loop
+        if sum(len(t) for t in texts) > 2_000:  # tokenising a long text is work too: off the event loop
             windows = await asyncio.to_thread(self.clf.windows, texts)
         else:
             windows = self.clf.windows(texts)

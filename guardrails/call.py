@@ -69,15 +69,17 @@ class Call(Generic[T]):
     """The state of one guarded call and its one audit record."""
 
     def __init__(self, runtime: Any, ctx: CallContext, *, route: str, streamed: bool = False,
-                 access_upstream: str | None = None, observe: Callable[[CallRecord], None] | None = None):
+                 access_upstream: str | None = None, observe: Callable[[CallRecord], None] | None = None,
+                 started: tuple[float, float] | None = None):
+        """`started`: (time.time(), time.perf_counter()) of when the call began, when that was before this
+        object (the proxy starts the clock on the request, before its body is read)."""
         self.runtime = runtime
         self.ctx = ctx
         self.route_name = route
         self.streamed = streamed
         self.access_upstream = access_upstream  # the policy upstream the access rules see (default: the default)
         self.observe = observe
-        self.started_at = time.time()
-        self._t0 = time.perf_counter()
+        self.started_at, self._t0 = started if started is not None else (time.time(), time.perf_counter())
         self.input: Decision | None = None
         self.output: Decision | None = None
         self.upstream_ms: float | None = None
@@ -184,9 +186,6 @@ class Call(Generic[T]):
         restored = [] if dec.blocked else [self.pipeline.restore(x, self.ctx) for x in dec.texts]
         await self.record(status=200)
         return dec, restored
-
-    def model_started(self) -> float:
-        return time.perf_counter()
 
     def model_done(self, t0: float) -> None:
         self.upstream_ms = (time.perf_counter() - t0) * 1000

@@ -208,7 +208,7 @@ class _Completions(_Base):
             return AsyncGuardedStream(_one(chunk)) if is_async else GuardedStream(iter([chunk]))
         return refusal_completion(dec.message or "", dec, model if isinstance(model, str) else None)
 
-    def _output(self, dec_out: Decision, answer: Any, result: Any) -> Any:
+    def _output(self, dec_out: Decision, answer: Any) -> Any:
         if dec_out.blocked and self._w.on_block == "raise":
             raise Blocked(dec_out)
         return answer
@@ -235,7 +235,7 @@ class _SyncCompletions(_Completions):
             proc = ChunkProcessor(g.pipeline, call.ctx)
             return GuardedStream(g.stream_sync(call, proc, result, self._w.on_block), result)
         dec_out, answer = g.on_loop(adapter.check(call, plain, result))
-        return self._output(dec_out, answer, result)
+        return self._output(dec_out, answer)
 
 
 class _AsyncCompletions(_Completions):
@@ -260,7 +260,7 @@ class _AsyncCompletions(_Completions):
             proc = ChunkProcessor(g.pipeline, call.ctx)
             return AsyncGuardedStream(g.stream_async(call, proc, result, self._w.on_block), result)
         dec_out, answer = await g.aon_loop(adapter.check(call, plain, result))
-        return self._output(dec_out, answer, result)
+        return self._output(dec_out, answer)
 
 
 class _Chat(_Base):

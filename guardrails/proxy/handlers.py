@@ -100,9 +100,8 @@ class ProxyCall:
         """The call of a request refused before its body was understood (auth, limits, parsing)."""
         ctx = CallContext(request_id=self.rid, principal=self.principal, model=self.model, upstream=self.upstream,
                           route="proxy", metadata={"path": self.path})
-        call: Call[UpstreamClient] = Call(self.st.runtime, ctx, route=self.path, observe=self._observe)  # type: ignore[union-attr]
-        call._t0, call.started_at = self.t0, self.started_at
-        return call
+        return Call(self.st.runtime, ctx, route=self.path, observe=self._observe,  # type: ignore[union-attr]
+                    started=(self.started_at, self.t0))
 
     async def _record(self, status: int, error: str | None, final: Action | None) -> bool:
         """The call's one audit record; False when the sink failed (the answer is then withheld)."""
@@ -200,8 +199,8 @@ class ProxyCall:
         self.upstream = client.name
         ctx = CallContext(request_id=self.rid, principal=self.principal, model=req.model, upstream=client.name,
                           route="proxy", metadata={"path": self.path})
-        call = self.call = Call(st.runtime, ctx, route=self.path, access_upstream=client.name, observe=self._observe)
-        call._t0, call.started_at = self.t0, self.started_at
+        call = self.call = Call(st.runtime, ctx, route=self.path, access_upstream=client.name, observe=self._observe,
+                                started=(self.started_at, self.t0))
         await call.admit()  # role, model, experiment variant and licence (AccessDenied: audited)
 
         self.request_data = data  # as the client sent it (the codec answers in its terms)

@@ -87,12 +87,6 @@ def put(obj: Any, path: Path, value: Any) -> Any:
     raise KeyError(path)
 
 
-def get(obj: Any, path: Path) -> Any:
-    for key in path:
-        obj = obj[_find(obj, key)] if isinstance(obj, list) else obj[key]
-    return obj
-
-
 def build(path: Path, value: Any) -> Any:
     """The smallest value that holds `value` at `path`: a delta fragment (("#", k) becomes a one-element
     list whose element carries `index: k`)."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from guardrails.wire.fields import Path, get, leaves, put
+from guardrails.wire.fields import Path, leaves, put
 
 Kind = Literal["chat", "completions"]
 
@@ -224,6 +224,6 @@ def usage(obj: Any) -> tuple[int | None, int | None]:
     return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
 
 
-__all__ = ["AnswerTexts", "Kind", "MalformedAnswer", "RequestTexts", "get", "hash_id", "is_arguments",
+__all__ = ["AnswerTexts", "Kind", "MalformedAnswer", "RequestTexts", "hash_id", "is_arguments",
            "json_escape", "read_answer", "read_request", "refused_answer", "unchecked_parts", "usage",
            "write_answer", "write_request"]

@@ -17,10 +17,9 @@ import pytest
 
 from guardrails.inprocess import Guard
 from guardrails.proxy import create_app
-from guardrails.wire.fields import leaves, to_plain
 
 from support import decorator_kit as kit
-from support.hostile_upstream import FIELDS, PAYLOADS, make_app
+from support.hostile_upstream import FIELDS, PAYLOADS, make_app, sdk_kwargs, visible
 from support.servers import serve_app
 
 POLICY = r"""
@@ -55,23 +54,8 @@ detectors:
 """
 
 
-def visible(items: list[Any]) -> list[str]:
-    """Every text a caller can read from an answer or its chunks: each field's fragments joined."""
-    joined: dict[tuple[Any, ...], str] = {}
-    for item in items:
-        for path, text in leaves(to_plain(item)):
-            key = tuple(p for p in path if p not in ("choices",))
-            joined[key] = joined.get(key, "") + text
-    return list(joined.values())
-
-
 def leaked(items: list[Any], payload: str) -> bool:
-    value = PAYLOADS[payload]
-    return any(value in t for t in visible(items)) or any(value in t for t in _raw(items))
-
-
-def _raw(items: list[Any]) -> list[str]:
-    return [i for i in items if isinstance(i, str)]
+    return any(PAYLOADS[payload] in t for t in visible(items))
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +82,8 @@ def via_proxy(env: dict[str, Any], body: dict[str, Any]) -> list[Any]:
     return [r.json(), r.text]
 
 
-SDK_FIELDS = {"model", "messages", "stream", "n", "user", "metadata", "stop", "response_format", "tools"}
-
-
 def via_wrapped(env: dict[str, Any], body: dict[str, Any]) -> list[Any]:
-    extra = {k: v for k, v in body.items() if k not in SDK_FIELDS}  # what the SDK sends as extra_body
-    kwargs = {k: v for k, v in body.items() if k in SDK_FIELDS}
-    out = env["wrapped"].chat.completions.create(**kwargs, **({"extra_body": extra} if extra else {}))
+    out = env["wrapped"].chat.completions.create(**sdk_kwargs(body))
     return list(out) if body.get("stream") else [out]
 
 

@@ -137,3 +137,32 @@ def make_app(log: list[dict[str, Any]]) -> FastAPI:
         return StreamingResponse(sse(), media_type="text/event-stream")
 
     return app
+
+
+# -------------------------------------------------------------- what a caller can read (tests and bench)
+
+SDK_FIELDS = frozenset({"model", "messages", "stream", "n", "user", "metadata", "stop", "response_format", "tools"})
+
+
+def sdk_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    """`create(**...)` arguments for a wire body: the SDK's own parameters, the rest as `extra_body` (which
+    the SDK merges into the request on the wire)."""
+    extra = {k: v for k, v in body.items() if k not in SDK_FIELDS}
+    return {**{k: v for k, v in body.items() if k in SDK_FIELDS}, **({"extra_body": extra} if extra else {})}
+
+
+def visible(items: list[Any]) -> list[str]:
+    """Every text a caller can read from an answer, its chunks (fragments of each field joined), or raw
+    response text (str items, kept as they are)."""
+    from guardrails.wire.fields import leaves, to_plain
+
+    joined: dict[tuple[Any, ...], str] = {}
+    raw: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            raw.append(item)
+            continue
+        for path, text in leaves(to_plain(item)):
+            key = tuple(p for p in path if p != "choices")
+            joined[key] = joined.get(key, "") + text
+    return [*joined.values(), *raw]
