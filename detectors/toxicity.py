@@ -148,11 +148,6 @@ class ModelScorer(_BatchedScorer):
         self._lock = threading.Lock()
         self.cache_hits = 0
 
-    @property
-    def windowed(self) -> bool:
-        """Whether texts are scored as token windows (a long text is not diluted: max over windows)."""
-        return self._windowed
-
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         return self.clf.predict_dicts(texts)
 
@@ -336,12 +331,6 @@ class ToxicityOptions(Options, RemoteBackendOptions):
                                                        "the model has")
     min_score: float = Field(0.1, ge=0.0, le=1.0, description="scores below this are not reported at all")
     per_sentence: bool = Field(True, description="score each sentence (span = sentence); else the whole text")
-    screen: float | None = Field(
-        0.1, ge=0.0, le=1.0,
-        description="token-window models: score a text of several sentences whole first and score its sentences "
-                    "only when some reported label reaches this (one pass instead of two for clean text; the "
-                    "whole-text pass is shared with the injection check of the same text); null: always per "
-                    "sentence")
     max_batch: int = Field(32, ge=1, le=1024)
     max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
     workers: int = Field(2, ge=1, le=8, description="batcher threads: one gathers the next batch while one runs")
@@ -357,7 +346,6 @@ class ToxicityDetector:
         self._min = options.min_score
         self._per_sentence = options.per_sentence
         self._fold = options.normalize
-        self._screen = options.screen if getattr(scorer, "windowed", False) else None
         wanted = options.labels or [c for c in scorer.categories if c in TOXICITY_LABELS] or list(scorer.categories)
         unknown = [c for c in wanted if c not in scorer.categories]
         if unknown:
@@ -370,16 +358,13 @@ class ToxicityDetector:
         return sentence_spans(text)
 
     async def detect(self, texts: Sequence[str], ctx: CallContext, stage: Stage = "input") -> list[list[Finding]]:
-        out: list[list[Finding]] = [[] for _ in texts]
-        spans = [self.spans(t) for t in texts]
-        if self._screen is not None and self._per_sentence:
-            spans = await self._screened(texts, spans)
         units: list[tuple[int, int, tuple[int, int]]] = []  # (text index, sentence index, span)
         pieces: list[str] = []
         for ti, text in enumerate(texts):
-            for si, (s, e) in enumerate(spans[ti]):
+            for si, (s, e) in enumerate(self.spans(text)):
                 units.append((ti, si, (s, e)))
-                pieces.append(self._view(text[s:e]))  # spans stay original
+                pieces.append(fold_for_toxicity(text[s:e]) if self._fold else text[s:e])  # spans stay original
+        out: list[list[Finding]] = [[] for _ in texts]
         if not pieces:
             return out
         scores = await self.scorer.ascore(pieces)
@@ -388,23 +373,6 @@ class ToxicityDetector:
                 v = float(sc.get(label, 0.0))
                 if v >= self._min:
                     out[ti].append(Finding(self.name, label, v, span, {"sentence": si, "label": label}))
-        return out
-
-    def _view(self, text: str) -> str:
-        return fold_for_toxicity(text) if self._fold else text
-
-    async def _screened(self, texts: Sequence[str], spans: list[list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
-        """Texts of several sentences are scored whole first (token windows, max over windows); those whose
-        every reported label stays under `screen` keep no sentence to score. A one-sentence text is its own
-        screen, so it goes straight to the sentence pass."""
-        multi = [i for i, sp in enumerate(spans) if len(sp) > 1]
-        if not multi:
-            return spans
-        whole = await self.scorer.ascore([self._view(texts[i]) for i in multi])
-        out = list(spans)
-        for i, sc in zip(multi, whole):
-            if max(float(sc.get(label, 0.0)) for label in self.labels) < self._screen:  # type: ignore[operator]
-                out[i] = []
         return out
 
     def info(self) -> dict[str, Any]:

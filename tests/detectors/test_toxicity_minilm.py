@@ -100,42 +100,6 @@ async def test_detector_flags_the_offending_sentence(scorer):
     assert findings and all(text[f.span[0]:f.span[1]] == "You are a fucking idiot!" for f in findings)
 
 
-async def test_screen_skips_the_sentence_pass_of_clean_text_only(resources):
-    clf_scorer = load_scorer(Resources(), "embedded", device="cpu")  # own cache: count what is scored
-    det = ToxicityDetector("toxicity", clf_scorer, ToxicityOptions(min_score=0.5))
-    clean = "The meeting moved to noon. Bring the quarterly figures. Lunch will be served afterwards."
-    seen: list[list[str]] = []
-    real = clf_scorer.ascore
-
-    async def spy(texts):
-        seen.append(list(texts))
-        return await real(texts)
-
-    clf_scorer.ascore = spy  # type: ignore[method-assign]
-    assert await det.detect([clean], CallContext()) == [[]]
-    assert len(seen) == 1 and seen[0] == [clean]  # one whole-text pass, no sentences
-    seen.clear()
-    toxic = "The meeting is at noon. You are a fucking idiot! See you there."
-    [findings] = await det.detect([toxic], CallContext())
-    assert len(seen) == 2 and len(seen[1]) == 3  # screened in: then each sentence
-    assert findings and all(toxic[f.span[0]:f.span[1]] == "You are a fucking idiot!" for f in findings)
-
-
-async def test_screen_off_scores_every_sentence(resources):
-    clf_scorer = load_scorer(Resources(), "embedded", device="cpu")
-    det = ToxicityDetector("toxicity", clf_scorer, ToxicityOptions(screen=None))
-    calls: list[int] = []
-    real = clf_scorer.ascore
-
-    async def spy(texts):
-        calls.append(len(texts))
-        return await real(texts)
-
-    clf_scorer.ascore = spy  # type: ignore[method-assign]
-    await det.detect(["One. Two. Three."], CallContext())
-    assert calls == [3]
-
-
 def test_int8_is_the_cpu_variant(scorer):
     info = scorer.info()
     assert info["device"] == "cpu" and info["variant"] == "int8"
