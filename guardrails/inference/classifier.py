@@ -1,8 +1,9 @@
 """OnnxTextClassifier: one InferenceSession per model per process, texts in, label scores out.
 
 Texts are tokenised (`tokenizers` or the model's own vocabulary), long texts split into overlapping
-windows, windows sorted by length and run in chunks of `max_batch`, each chunk padded to its own
-longest window (never to a fixed 512). A text's score per label is the max over its windows.
+windows, windows sorted by length and run in chunks of at most `max_batch`, each chunk padded to its own
+longest window (never to a fixed 512; on CPU the cuts minimise padding plus a per-run cost, see `chunks`).
+A text's score per label is the max over its windows.
 `predict` is synchronous and thread-safe; use it from a worker thread or through a MicroBatcher.
 """
 
