@@ -197,6 +197,10 @@ def _describe(exc: BaseException) -> str:
 class RemoteTextClassifier(OnnxTextClassifier):
     """An OnnxTextClassifier whose forward pass runs on an Open Inference Protocol server."""
 
+    @property
+    def run_cost_tokens(self) -> float:
+        return float("inf")  # a round trip costs far more than padding: as few requests as possible
+
     def __init__(self, model: ModelDir | str | Path, remote: RemoteOptions, *, max_batch: int = 32,
                  check: bool = True, connect: bool = True):
         self.model = model if isinstance(model, ModelDir) else load_model_dir(model, check=check)
@@ -213,6 +217,12 @@ class RemoteTextClassifier(OnnxTextClassifier):
         if self._tok is None:
             raise ConfigError(f"{self.model.path}: kind {m.kind} needs a tokenizer")
         self._inputs = list(m.input_names) or list(TOKEN_INPUTS[:2])
+        # a model that ships only an int8 file is served as that file, dynamically quantised (one activation
+        # scale per run): one window a request, so scores equal in-process ones and never depend on the
+        # other windows (a server that batches requests itself, e.g. Triton's dynamic batcher, is outside
+        # this guarantee: serve fp32 / fp16 there)
+        self.run_alone = all(self.model.variant(k) is None for k in ("fp32", "fp16")) and \
+            self.model.variant("int8") is not None
         self._output = m.output or ""
         self._in_types: dict[str, str] = {}
         self._pool = ClientPool(remote)

@@ -128,13 +128,12 @@ async def test_toxicity_and_injection_share_one_remote_scorer_and_agree_with_loc
                 await rt.detectors["inj"].detect(stage_texts, CallContext())
                 await rt.detectors["tox"].detect(stage_texts, CallContext())
             assert a.action == b.action and not a.errors
-            # int8 dynamic quantisation scales activations per batch, so a score moves by up to ~0.03
-            # with the batch a text lands in (in-process too), and the batcher's grouping depends on
-            # timing: compare what was decided, and scores loosely
-            fa = {(f.detector, f.category, f.span): f.score for f in a.findings if f.score >= 0.3}
-            fb = {(f.detector, f.category, f.span): f.score for f in b.findings if f.score >= 0.3}
+            # the int8 model runs each window alone on both sides (dynamic quantisation takes one
+            # activation scale per run), so however the batcher grouped the texts the scores are equal
+            fa = {(f.detector, f.category, f.span): f.score for f in a.findings}
+            fb = {(f.detector, f.category, f.span): f.score for f in b.findings}
             assert fa.keys() == fb.keys()
-            assert all(abs(fa[k] - fb[k]) < 0.05 for k in fa)
+            assert all(abs(fa[k] - fb[k]) <= 1e-5 for k in fa)
         blocked = await rt.pipeline.check("input", [TEXTS[2]], CallContext())
         assert blocked.blocked and not blocked.errors  # blocked by the score, not by on_error
     finally:
