@@ -125,16 +125,12 @@ def public_places(text: str, found: Sequence[Finding], places: frozenset[str], m
 
 # ------------------------------------------------------------------ names and places that identify nobody
 
-LoneNames = Literal["ignore", "flag", "redact", "personal"]
+LoneNames = Literal["ignore", "flag", "redact"]
 LONE_NAME = "LONE_NAME"
 _TITLE_BEFORE = re.compile(r"(?i)\b(?:mr|mrs|ms|mx|miss|dr|prof|sir|dame|lord|lady|rev|fr|capt|sgt|officer|"
                            r"detective|judge|senator|president|minister|professor|doctor|uncle|aunt)\.?\s+$")
 _INTRO_BEFORE = re.compile(r"(?i)(?:\b(?:my|his|her|their|your) name is|\bI am|\bI'm|\bnamed|\bcalled|\bcall me|"
                            r"\bthis is|\b(?:dear|hi|hello|hey|thanks|thank you|regards|sincerely|cheers|best),?)\s+$")
-# EXPERIMENT (lone_names: personal): first and second person, i.e. the writer or the reader is part of the
-# text (a message, a request about someone they know), unlike a third-person story or word problem.
-_SPEAKER = re.compile(r"(?i)\b(?:I|I'm|I've|I'll|I'd|me|my|mine|myself|we|we're|we've|us|our|ours|you|you're|you've|"
-                      r"your|yours)\b")
 _NOT_IDENTIFYING = {"DATE_TIME", "URL", "NRP", "ORGANIZATION", PUBLIC_PLACE, LONE_NAME}
 _NER = "SpacyRecognizer"
 
@@ -185,7 +181,7 @@ def lone_names(texts: Sequence[str], results: Sequence[Sequence[Finding]], mode:
         return [list(fl) for fl in results]
     identified = any(f.category not in _NOT_IDENTIFYING and f.score >= min_score and not _lone_name(t, f)
                      for t, fl in zip(texts, results) for f in fl)
-    if identified or (mode == "personal" and any(_SPEAKER.search(t) for t in texts)):
+    if identified:
         return [list(fl) for fl in results]
     out: list[list[Finding]] = []
     for t, fl in zip(texts, results):
