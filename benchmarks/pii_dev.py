@@ -18,6 +18,8 @@ import csv
 import json
 import random
 import sys
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.bench_pii import (ROOT, SYNTH_MAP, load_synth, make_trustwall, policy_changes, policy_thresholds,
@@ -60,28 +62,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lone-names", default="redact,ignore", help="comma-separated lone_names modes to compare")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="other pii options")
     ap.add_argument("--gsm-n", type=int, default=400)
+    ap.add_argument("--show", type=int, default=0, metavar="N", help="list the N most frequent changed values per set")
+    ap.add_argument("--no-names", action="store_true", help="skip the name data (benign prompts only)")
     args = ap.parse_args(argv)
     thr, changes = policy_thresholds(), policy_changes()
-    synth, val, benign = load_synth("dev"), name_validation(args.data), benign_dev(args.data, args.gsm_n)
+    benign = benign_dev(args.data, args.gsm_n)
+    synth, val = ([], []) if args.no_names else (load_synth("dev"), name_validation(args.data))
     print(f"presidio-synth dev half {len(synth)} texts; NER validation split {len(val)} sentences")
     for mode in args.lone_names.split(","):
         _, run = make_trustwall(None, {**dict(o.split("=", 1) for o in args.option), "lone_names": mode})
-        types = sorted({v for v in SYNTH_MAP.values() if v})
-        r = score(synth, thresholded(predict(run, synth), thr), SYNTH_MAP, types)
-        p = r["PERSON"]
-        print(f"\nlone_names={mode}\n  presidio-synth dev PERSON P/R/F1 overlap "
-              f"{p['p_overlap']:.3f}/{p['r_overlap']:.3f}/"
-              f"{p['f1_overlap']:.3f}; all F1 overlap/exact {r['ALL']['f1_overlap']:.3f}/{r['ALL']['f1_exact']:.3f}")
-        preds = thresholded(predict(run, [(t, sp) for t, sp, _ in val]), thr)
-        for src in ("all", "broad-twitter-corpus", "wnut17-train-dev"):
-            idx = [i for i, x in enumerate(val) if src == "all" or x[2] == src]
-            q = score([val[i][:2] for i in idx], [preds[i] for i in idx], {"PERSON": "PERSON"}, ["PERSON"])["PERSON"]
-            print(f"  NER validation [{src}] PERSON P/R/F1 overlap {q['p_overlap']:.3f}/{q['r_overlap']:.3f}/"
-                  f"{q['f1_overlap']:.3f} (gold {q['gold']:.0f})")
+        if args.no_names:
+            print(f"\nlone_names={mode}")
+        else:
+            names(run, synth, val, mode, thr)
         for name, prompts in benign.items():
-            hit = sum(any(changes(c, sc) for _s, _e, c, sc in fl) for fl in predict(run, [(x, []) for x in prompts]))
-            print(f"  {name}: {hit / len(prompts):.1%} of {len(prompts)} changed")
+            preds = predict(run, [(x, []) for x in prompts])
+            hits = [[(c, x[s:e]) for s, e, c, sc in fl if changes(c, sc)] for x, fl in zip(prompts, preds)]
+            print(f"  {name}: {sum(map(bool, hits)) / len(prompts):.1%} of {len(prompts)} changed")
+            if args.show:
+                top = Counter(h for hl in hits for h in hl).most_common(args.show)
+                print("    " + ", ".join(f"{c}:{v!r} {n}" for (c, v), n in top))
     return 0
+
+
+def names(run: Callable, synth: list, val: list, mode: str, thr: Callable[[str], float]) -> None:
+    """PERSON on name data: presidio-synth dev half and the NER validation split (overall and tweets)."""
+    types = sorted({v for v in SYNTH_MAP.values() if v})
+    r = score(synth, thresholded(predict(run, synth), thr), SYNTH_MAP, types)
+    p = r["PERSON"]
+    print(f"\nlone_names={mode}\n  presidio-synth dev PERSON P/R/F1 overlap {p['p_overlap']:.3f}/{p['r_overlap']:.3f}/"
+          f"{p['f1_overlap']:.3f}; all F1 overlap/exact {r['ALL']['f1_overlap']:.3f}/{r['ALL']['f1_exact']:.3f}")
+    preds = thresholded(predict(run, [(t, sp) for t, sp, _ in val]), thr)
+    for src in ("all", "broad-twitter-corpus", "wnut17-train-dev"):
+        idx = [i for i, x in enumerate(val) if src == "all" or x[2] == src]
+        q = score([val[i][:2] for i in idx], [preds[i] for i in idx], {"PERSON": "PERSON"}, ["PERSON"])["PERSON"]
+        print(f"  NER validation [{src}] PERSON P/R/F1 overlap {q['p_overlap']:.3f}/{q['r_overlap']:.3f}/"
+              f"{q['f1_overlap']:.3f} (gold {q['gold']:.0f})")
 
 
 if __name__ == "__main__":
