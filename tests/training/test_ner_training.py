@@ -97,3 +97,37 @@ def test_train_save_load_recognise(tmp_path):
         assert any(e.label_ in ("PERSON", "GPE", "LOC", "ORG") for e in doc.ents)
     finally:
         shared.close()
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "detectors" / "models" / "ner-tw"
+
+
+def test_bare_command_uses_the_shipped_models_settings(tmp_path, monkeypatch):
+    """`python -m training.ner` with no flags must rebuild what ships: same epochs, rehearsal, optimiser."""
+    import training.ner.__main__ as cli
+
+    seen = {}
+
+    def fake_train(cfg):
+        seen["cfg"] = cfg
+        return {"validation": {}}
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    assert cli.main(["--data", str(tmp_path)]) == 0
+    cfg, shipped = seen["cfg"], json.loads((SHIPPED / "meta.json").read_text(encoding="utf-8"))["config"]
+    assert cfg.out == SHIPPED and cfg.limit is None
+    for key in ("epochs", "rehearsal", "dropout", "learn_rate", "seed"):
+        assert getattr(cfg, key) == shipped[key], key
+    # the budget must not cut the shipped schedule short on the 2-core machine it was trained on
+    meta = json.loads((SHIPPED / "meta.json").read_text(encoding="utf-8"))
+    assert not meta.get("stopped_by_time_budget")
+    assert cfg.max_minutes * 60 >= 1.5 * meta["train_seconds"]
+
+
+def test_shipped_weights_match_their_card():
+    meta = json.loads((SHIPPED / "meta.json").read_text(encoding="utf-8"))
+    card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert meta["sha256"]
+    for rel, digest in meta["sha256"].items():
+        assert hashlib.sha256((SHIPPED / rel).read_bytes()).hexdigest() == digest, rel
+        assert f"`{rel}` {digest}" in card, rel

@@ -19,6 +19,14 @@ def _row(name: str, r: dict[str, Any]) -> str:
             f"{r['p_exact']:.3f} / {r['r_exact']:.3f} / {r['f1_exact']:.3f} |")
 
 
+def _ran(meta: dict[str, Any]) -> str:
+    if "epochs_run" not in meta:
+        return ""
+    budget = meta["config"].get("max_minutes")
+    why = f", stopped by the {budget}-minute budget" if meta.get("stopped_by_time_budget") else ""
+    return f" ({meta['epochs_run']} run{why})"
+
+
 def render(meta: dict[str, Any]) -> str:
     cfg, rows = meta["config"], meta["rows"]
     lines = [
@@ -31,7 +39,10 @@ def render(meta: dict[str, Any]) -> str:
         "the default; `model: sm` is the stock NER). Only `ner/` (cfg, moves, model) is shipped; the base's vocab "
         "is used.",
         "",
-        "Reproduce: `python -m training.ner` (`--epochs`, `--limit`, `--out`; see training/ner/).",
+        f"Reproduce: `python -m training.ner` (its defaults are this model's settings: up to {cfg['epochs']} epochs, "
+        "the best kept by validation F1; `--epochs`, `--limit`, `--out`, `--max-minutes`; see training/ner/). "
+        "spaCy's CPU training is not bit-for-bit repeatable, so a rebuild gives figures close to these (two runs "
+        "of the same schedule here were a few thousandths of F1 apart epoch by epoch), not the checksums below.",
         "",
         "## Data",
         "",
@@ -64,7 +75,8 @@ def render(meta: dict[str, Any]) -> str:
         lines.append(_row(t, meta["validation"]["fine-tuned"][t]))
     lines += [
         "",
-        f"Training: {cfg['epochs']} epoch(s) max, best epoch {meta['best_epoch']} by validation F1 overlap, "
+        f"Training: {cfg['epochs']} epoch(s) max{_ran(meta)}, best epoch {meta['best_epoch']} by validation F1 "
+        "overlap, "
         f"dropout {cfg['dropout']}, Adam lr {cfg['learn_rate']}, seed {cfg['seed']}, batch 8 -> 32; "
         f"{meta['train_seconds'] / 60:.1f} min on 2 shared CPU cores.",
         "",
