@@ -9,6 +9,7 @@ A text's score per label is the max over its windows.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from guardrails.inference.session import Device, LoadedSession, open_session
 from guardrails.inference.tokenize import Window, make_tokenizer
 
 
+RUNNERS = 2  # single-window runs side by side
 CPU_RUN_COST_TOKENS = 24.0  # one ONNX Runtime run of a small encoder costs about as much as 24 more tokens
 
 
@@ -88,8 +90,10 @@ class OnnxTextClassifier:
             raise ConfigError(f"{self.model.path}: output {self._output!r} not in model outputs {outs}")
         self._tok = make_tokenizer(self.model) if m.kind != "text" else None
         # int8 variants are dynamically quantised (one activation scale per run): scores must not depend
-        # on batch companions, so each window is its own run (costs ~10% on CPU vs shared runs)
+        # on batch companions, so each window is its own run, RUNNERS of them side by side
         self.run_alone: bool = self._loaded.variant == "int8"
+        self._runners: Any = None
+        self._runners_lock = threading.Lock()
         if m.kind != "text" and self._tok is None:
             raise ConfigError(f"{self.model.path}: kind {m.kind} needs a tokenizer")
         if m.kind == "sequence" and not m.pad_to:
@@ -152,17 +156,37 @@ class OnnxTextClassifier:
         longest window. On CPU the cuts minimise padded tokens plus a fixed cost per run (see `chunks`),
         so ten sentences of 8 to 60 tokens do not all pay for 60; on CUDA padding is cheap and the chunks
         are plain runs of max_batch. A dynamically quantised int8 model runs each window alone
-        (`run_alone`): it computes one activation scale per run, so in a shared run a window's score
-        would depend on the other windows, i.e. on who else was calling at the time."""
+        (`run_alone`, RUNNERS runs side by side): it computes one activation scale per run, so in a shared
+        run a window's score would depend on the other windows, i.e. on who else was calling at the time."""
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         out = np.zeros((len(windows), len(self.labels)), dtype=np.float32)
         lengths = [len(windows[i]) for i in order]
+        if self.run_alone and len(order) > 1:
+            rows = list(self._runner().map(lambda i: self._run_chunk([windows[i]]), order))
+            out[order] = np.concatenate(rows)
+            return out
         cuts = [(i, i + 1) for i in range(len(order))] if self.run_alone else \
             chunks(lengths, self.max_batch, self.run_cost_tokens)
         for a, b in cuts:
             chunk = order[a:b]
             out[chunk] = self._run_chunk([windows[i] for i in chunk])
         return out
+
+    def _runner(self) -> Any:
+        """Threads that run single windows side by side (ONNX Runtime sessions are thread-safe)."""
+        if self._runners is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with self._runners_lock:
+                if self._runners is None:
+                    self._runners = ThreadPoolExecutor(max_workers=RUNNERS, thread_name_prefix="tw-onnx-run")
+        return self._runners
+
+    def close(self) -> None:
+        """Stop the single-window runner threads (the session itself needs no closing)."""
+        if self._runners is not None:
+            self._runners.shutdown(wait=False)
+            self._runners = None
 
     @property
     def run_cost_tokens(self) -> float:

@@ -223,6 +223,8 @@ class RemoteTextClassifier(OnnxTextClassifier):
         # this guarantee: serve fp32 / fp16 there)
         self.run_alone = all(self.model.variant(k) is None for k in ("fp32", "fp16")) and \
             self.model.variant("int8") is not None
+        self._runners: Any = None  # single-window requests side by side (bounded by the client pool too)
+        self._runners_lock = threading.Lock()
         self._output = m.output or ""
         self._in_types: dict[str, str] = {}
         self._pool = ClientPool(remote)
@@ -373,4 +375,5 @@ class RemoteTextClassifier(OnnxTextClassifier):
                                                         "pool": self.remote.pool}}
 
     def close(self) -> None:
+        super().close()  # the single-window runner threads
         self._pool.close()
