@@ -152,13 +152,13 @@ def test_access_and_auth_errors_are_anthropic_errors(routes: Routes) -> None:
 
 
 def test_upstream_stream_breaking_midway_is_an_error_event(routes: Routes) -> None:
+    before = len(routes.records)
     with pytest.raises(anthropic.APIStatusError):
         with claude(routes).messages.stream(model="claude-broken", max_tokens=64,
                                             messages=user("tell me a long story")) as s:
             for _ in s:
                 pass
-    rec = routes.records[-1]
-    assert rec.route == "/v1/messages" and rec.status == 502
+    routes.record_after(before, "/v1/messages", 502)
 
 
 @pytest.mark.parametrize("body", [
@@ -193,8 +193,9 @@ def test_anthropic_upstream_refusal_and_a_stream_that_is_not_one(routes: Routes)
         claude(routes).messages.create(model="claude-reject", max_tokens=16, messages=user("Ada Lovelace"))
     assert err.value.body["error"]["type"] == "invalid_request_error"
     assert "Ada" not in json.dumps(err.value.body)  # the upstream's message (quoting the prompt) is not passed on
+    before = len(routes.records)
     with pytest.raises(anthropic.APIStatusError) as err2:
         with claude(routes).messages.stream(model="claude-nostream", max_tokens=16, messages=user("hi")) as s:
             list(s)
     assert err2.value.status_code == 502 and err2.value.body["error"]["code"] == "upstream_bad_stream"
-    assert routes.records[-1].status == 502
+    routes.record_after(before, "/v1/messages", 502)
