@@ -456,7 +456,8 @@ def texts_1000(data: Path, n: int) -> list[str]:
     return out
 
 
-def latency_1000(data: Path, quick: bool, fp32_dir: Path | None, threads: int) -> dict[str, Any]:
+def latency_1000(data: Path, quick: bool, fp32_dir: Path | None, threads: int,
+                 models: Sequence[Path] = ()) -> dict[str, Any]:
     """Per-text latency of the checks on one 1,000-character text, one text at a time (no batching across
     texts): toxicity (each sentence scored, as the detector does) and, for the transformer, injection too
     (the whole text, same session). int8 (shipped) vs fp32 (built by the export, not shipped) vs lexical."""
@@ -469,6 +470,8 @@ def latency_1000(data: Path, quick: bool, fp32_dir: Path | None, threads: int) -
                                "minilm-tw int8": (load_embedded(res, device="cpu"), True)}
     if fp32_dir is not None and (fp32_dir / "manifest.json").is_file():
         systems["minilm-tw fp32"] = (load_scorer(res, str(fp32_dir), device="cpu"), True)
+    for m in models:  # --model folders (int8 when they ship only int8, like minilm-tw)
+        systems[f"model {m.name}"] = (load_scorer(res, str(m), device="cpu"), True)
     out: dict[str, Any] = {"chars": 1000, "texts": len(texts), "threads": threads}
     for name, (scorer, inj) in systems.items():
         for t in texts[:5]:  # warm
@@ -664,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             clf = sp["transformer"].pop("_clf")
         from detectors.toxicity import load_embedded, load_lexical
 
-        sp["latency_1000"] = latency_1000(data, a.quick, a.fp32_dir, a.threads)
+        sp["latency_1000"] = latency_1000(data, a.quick, a.fp32_dir, a.threads, a.model)
         lex, emb = load_lexical(None), load_embedded(None, device="cpu")
         sentences = [f"Sentence number {i} says the weather is fine and nobody is upset today." for i in range(500)]
         sp["batcher_lexical"] = speed_batcher("lexical (BiLSTM + TF-IDF)", lex.score, sentences, 64,
