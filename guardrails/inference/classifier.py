@@ -165,9 +165,7 @@ class OnnxTextClassifier:
             rows = list(self._runner().map(lambda i: self._run_chunk([windows[i]]), order))
             out[order] = np.concatenate(rows)
             return out
-        cuts = [(i, i + 1) for i in range(len(order))] if self.run_alone else \
-            chunks(lengths, self.max_batch, self.run_cost_tokens)
-        for a, b in cuts:
+        for a, b in chunks(lengths, self.max_batch, self.run_cost_tokens):
             chunk = order[a:b]
             out[chunk] = self._run_chunk([windows[i] for i in chunk])
         return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,18 +56,14 @@ class Routes:
     def record_after(self, before: int, route: str, status: int, timeout: float = 10.0) -> Any:
         """The first audit record after index `before` with this route and status, waited for: a stream's
         record is written once the proxy has closed the stream, which can be after the client saw its end."""
-        return self.wait_record(before, lambda r: r.route == route and r.status == status,
-                                f"{route} {status}", timeout)
-
-    def wait_record(self, before: int, where: Callable[[Any], bool], what: str, timeout: float = 10.0) -> Any:
         deadline = time.monotonic() + timeout
         while True:
-            hit = next((r for r in self.records[before:] if where(r)), None)
+            hit = next((r for r in self.records[before:] if r.route == route and r.status == status), None)
             if hit is not None:
                 return hit
             if time.monotonic() > deadline:
                 got = [(r.route, r.status) for r in self.records[before:]]
-                raise AssertionError(f"no audit record {what} after #{before} in {timeout} s; got {got}")
+                raise AssertionError(f"no audit record {route} {status} after #{before} in {timeout} s; got {got}")
             time.sleep(0.01)
 
 
